@@ -1,0 +1,138 @@
+"""Validation at the boundary: shapes, dtypes and values, with messages that name the fix.
+
+Everything here runs in Python. Shape and dtype checks read static information, so they
+are free inside a traced function (they run once, at trace time). Value checks
+(`check_finite`, `check_nonempty`) need concrete arrays and are called only where data
+enters the library (`fit`, `make_step`'s wrapper, the loaders in `jaxreg.data`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class PrecisionWarning(UserWarning):
+    """float64 input computed in float32 because JAX's x64 mode is off."""
+
+
+def x64_enabled() -> bool:
+    return bool(jax.config.read("jax_enable_x64"))
+
+
+def is_concrete(x: Any) -> bool:
+    """True for values we can look at (NumPy arrays, Python scalars, committed jax arrays)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def warn_if_float64_truncated(name: str, x: Any) -> None:
+    """Warn once per call when float64 data would silently become float32."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and np.dtype(dtype) == np.float64 and not x64_enabled():
+        warnings.warn(
+            f"{name} is float64 but JAX's x64 mode is off, so it is computed in float32. "
+            "Enable it with jax.config.update('jax_enable_x64', True) before creating arrays, "
+            "or pass float32 data to silence this warning.",
+            PrecisionWarning,
+            stacklevel=3,
+        )
+
+
+def float_dtype_of(tree: Any, what: str = "parameters") -> jnp.dtype:
+    """The common float dtype of a params pytree; `TypeError` for integer or bool leaves."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        raise ValueError(f"the {what} pytree has no arrays in it")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"{what} must be floating point, but {jax.tree_util.keystr(path) or 'the leaf'} "
+                f"has dtype {dtype}. Create them as floats, e.g. jnp.zeros(..., jnp.float32) "
+                "(torch also refuses gradients for integer tensors)."
+            )
+    return jnp.result_type(*leaves)
+
+
+def as_data(name: str, x: Any, dtype: Any) -> jax.Array:
+    """`x` as a jax array of float dtype `dtype` (integers and bools are promoted).
+
+    Shapes are not changed. Warns (`PrecisionWarning`) for float64 input with x64 off.
+    """
+    warn_if_float64_truncated(name, x)
+    arr = jnp.asarray(x)
+    if arr.dtype != dtype and not jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        arr = arr.astype(dtype)
+    return arr
+
+
+def check_nonempty(name: str, x: Any) -> None:
+    if np.size(x) == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(np.shape(x))}); there is nothing to fit.")
+
+
+def check_finite(name: str, x: Any) -> None:
+    """`ValueError` naming the first NaN/inf element of a concrete array."""
+    arr = np.asarray(x)
+    if not np.issubdtype(arr.dtype, np.inexact):
+        return
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    bad = np.argwhere(~finite)
+    first = tuple(int(i) for i in bad[0])
+    where = f"row {first[0]}" + (f", column {first[1]}" if len(first) > 1 else "")
+    raise ValueError(
+        f"{name} contains {bad.shape[0]} non-finite value(s) (NaN or inf); the first is "
+        f"{arr[first]!r} at index {first} ({where}). Clean or drop those rows before fitting."
+    )
+
+
+def check_same_shape(pred: Any, target: Any, *, fn: str) -> None:
+    """`ValueError` unless prediction and target have exactly the same shape.
+
+    torch broadcasts (n,) against (n, 1) to (n, n) with only a warning; we refuse.
+    """
+    ps, ts = tuple(jnp.shape(pred)), tuple(jnp.shape(target))
+    if ps == ts:
+        return
+    hint = ""
+    if len(ps) == 2 and ps[1] == 1 and ts == ps[:1]:
+        hint = " Reshape the target with y.reshape(-1, 1) (torch: y.view_as(pred))."
+    elif len(ts) == 2 and ts[1] == 1 and ps == ts[:1]:
+        hint = " Reshape the prediction with pred.reshape(-1, 1) or the target with y.reshape(-1)."
+    elif len(ps) == 2 and len(ts) == 1 and ps[0] == 1 and ps[1] == ts[0]:
+        hint = " The prediction is a row; transpose it (pred.T) or use y.reshape(1, -1)."
+    elif len(ts) == 2 and len(ps) == 1 and ts[0] == 1 and ts[1] == ps[0]:
+        hint = " The target is a row; use y.reshape(-1)."
+    else:
+        hint = " Make both the same shape, e.g. target.reshape(prediction.shape)."
+    raise ValueError(
+        f"{fn}: prediction shape {ps} and target shape {ts} differ; broadcasting them would "
+        f"silently compare every prediction with every target.{hint}"
+    )
+
+
+def check_features(x_shape: tuple[int, ...], in_features: int, *, fn: str) -> None:
+    if len(x_shape) == 0:
+        raise ValueError(f"{fn}: x must have shape (n, {in_features}); got a scalar.")
+    if x_shape[-1] != in_features:
+        hint = ""
+        if len(x_shape) == 1 and in_features == 1:
+            hint = f" For {x_shape[0]} samples of one feature use x.reshape(-1, 1)."
+        raise ValueError(
+            f"{fn}: x has {x_shape[-1]} column(s) (shape {x_shape}) but the model has "
+            f"in_features={in_features}; x must have shape (n, {in_features}).{hint}"
+        )
+
+
+def check_hyper(name: str, value: float, *, low: float = 0.0, what: str = "") -> None:
+    """torch.optim's style: `ValueError(f"Invalid {what}: {value}")` when `value < low`."""
+    if isinstance(value, jax.Array) and not is_concrete(value):
+        return
+    if not float(value) >= low:  # also catches NaN
+        raise ValueError(f"Invalid {what or name} value: {value}")
