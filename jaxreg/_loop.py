@@ -114,8 +114,13 @@ def _epoch_rows(spec: LoopSpec, n: int, e, order, key):
     if spec.mode == "order":
         return order[e]
     if spec.mode == "key":
-        return jax.random.permutation(jax.random.fold_in(key, e), n)
+        return epoch_permutation(key, e, n)
     return None
+
+
+def epoch_permutation(key, epoch, n: int):
+    """The row order of epoch `epoch` in a shuffled fit: `permutation(fold_in(key, epoch), n)`."""
+    return jax.random.permutation(jax.random.fold_in(key, epoch), n)
 
 
 def _scan_epochs(epoch, carry, spec: LoopSpec):

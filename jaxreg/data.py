@@ -76,7 +76,8 @@ def load_csv(
         values = np.array(
             [_parse(row[j], path, line, name) for row, line in zip(rows, lines, strict=True)]
         )
-        arr = values.astype(dtype)
+        with np.errstate(over="ignore"):  # reported below, with the line
+            arr = values.astype(dtype)
         bad = ~np.isfinite(arr)
         if bad.any():
             i = int(np.argmax(bad))
@@ -90,7 +91,7 @@ def load_csv(
 
 def _read_rows(f, path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     """(column names, data rows, the rows' line numbers); blank lines are skipped."""
-    reader = csv.reader(f)
+    reader = csv.reader(f, skipinitialspace=True)
     names: list[str] | None = None
     rows, lines = [], []
     try:

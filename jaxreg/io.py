@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def save_params(path: str | os.PathLike, params: Any) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with open(fd, "wb") as f:
-            np.savez(f, **{_META: np.array(json.dumps(meta))}, **arrays)
+            _write_npz(f, {_META: np.array(json.dumps(meta)), **arrays})
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -135,6 +136,15 @@ def load_params(path: str | os.PathLike, like: Any = None) -> Any:
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+def _write_npz(f: Any, arrays: dict[str, np.ndarray]) -> None:
+    """What `np.savez` writes (a zip of .npy members), without its keyword arguments
+    (a leaf named "file" or "allow_pickle" would collide with them) and without pickle."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, arr, allow_pickle=False)
+
+
 def _name(path: tuple) -> str:
     return jax.tree_util.keystr(path, simple=True, separator=".")
 
@@ -189,54 +199,57 @@ def _ml_dtype(name: str) -> np.dtype | None:
 def _read(path: Path) -> dict[str, np.ndarray | None]:
     """`{name: array or None}` in saved order, validated against the metadata."""
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
+        f = open(path, "rb")  # closed by the `with f` below
     except FileNotFoundError:
         raise FileNotFoundError(f"load_params: no such file: {path}") from None
-    if magic != b"PK\x03\x04":
-        kind = " (a .npy array, not a .npz archive)" if magic == b"\x93NUM" else ""
-        raise ValueError(f"{path} is not a .npz file{kind}; write it with save_params")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            files = list(npz.files)
-            if _META not in files:
-                raise ValueError(
-                    f"{path} is an .npz archive but was not written by save_params (no "
-                    f"{_META!r} entry; it holds {_names(files)}). Read it with "
-                    "np.load(path, allow_pickle=False)."
-                )
-            meta = _parse_meta(path, npz[_META])
-            names = [leaf["name"] for leaf in meta["leaves"] if leaf["dtype"] is not None]
-            if sorted(names) != sorted(n for n in files if n != _META):
-                raise ValueError(
-                    f"{path}: the archive's entries ({_names(files)}) do not match its "
-                    f"metadata ({_names(names)}); the file was modified or is corrupt"
-                )
-            return {
-                leaf["name"]: None if leaf["dtype"] is None else _entry(path, npz, leaf)
-                for leaf in meta["leaves"]
-            }
-    except (zipfile.BadZipFile, EOFError, OSError) as e:
-        raise ValueError(f"{path}: corrupt or truncated .npz file ({e})") from None
+    with f:
+        magic = f.read(4)
+        if magic != b"PK\x03\x04":
+            kind = " (a .npy array, not a .npz archive)" if magic == b"\x93NUM" else ""
+            raise ValueError(f"{path} is not a .npz file{kind}; write it with save_params")
+        f.seek(0)
+        try:
+            with np.load(f, allow_pickle=False) as npz:
+                return _read_npz(path, npz)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+            raise ValueError(f"{path}: corrupt or truncated .npz file ({e})") from None
+
+
+def _read_npz(path: Path, npz: Any) -> dict[str, np.ndarray | None]:
+    files = list(npz.files)
+    if _META not in files:
+        raise ValueError(
+            f"{path} is an .npz archive but was not written by save_params (no {_META!r} "
+            f"entry; it holds {_names(files)}). Read it with np.load(path, allow_pickle=False)."
+        )
+    meta = _parse_meta(path, npz[_META])
+    names = [leaf["name"] for leaf in meta["leaves"] if leaf["dtype"] is not None]
+    if sorted(names) != sorted(n for n in files if n != _META):
+        raise ValueError(
+            f"{path}: the archive's entries ({_names(files)}) do not match its metadata "
+            f"({_names(names)}); the file was modified or is corrupt"
+        )
+    return {
+        leaf["name"]: None if leaf["dtype"] is None else _entry(path, npz, leaf)
+        for leaf in meta["leaves"]
+    }
 
 
 def _parse_meta(path: Path, entry: np.ndarray) -> dict[str, Any]:
+    bad = ValueError(f"{path}: the {_META!r} entry is not jaxreg metadata")
     try:
         meta = json.loads(str(entry[()]))
-        ok = (
-            meta["format"] == FORMAT
-            and isinstance(meta["version"], int)
-            and all(set(leaf) == {"name", "shape", "dtype"} for leaf in meta["leaves"])
-        )
-    except (ValueError, TypeError, KeyError, IndexError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{path}: the {_META!r} entry is not jaxreg metadata")
-    if meta["version"] > VERSION:
-        raise ValueError(
-            f"{path} uses format version {meta['version']}; this jaxreg reads up to "
-            f"{VERSION}. Upgrade jaxreg."
-        )
+        if meta["format"] != FORMAT or not isinstance(meta["version"], int):
+            raise bad
+        if meta["version"] > VERSION:
+            raise ValueError(
+                f"{path} uses format version {meta['version']}; this jaxreg reads up to "
+                f"{VERSION}. Upgrade jaxreg."
+            )
+        if not all(set(leaf) == {"name", "shape", "dtype"} for leaf in meta["leaves"]):
+            raise bad
+    except (TypeError, KeyError, IndexError, json.JSONDecodeError):
+        raise bad from None
     return meta
 
 

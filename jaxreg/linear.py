@@ -105,7 +105,7 @@ def predict(params: Params, x: jax.Array) -> jax.Array:
                 f"linear.predict: bias must have shape ({weight.shape[0]},) to match weight "
                 f"{jnp.shape(weight)}, got {jnp.shape(bias)}"
             )
-        out = out + bias
+        out = out + jnp.reshape(bias, (1,) * (out.ndim - 1) + (-1,))  # explicit rank
     return out
 
 

@@ -21,7 +21,21 @@ import numpy as np
 import optax
 
 from jaxreg import _checks
-from jaxreg._loop import LoopSpec, run_loop
+from jaxreg._loop import LoopSpec, epoch_permutation, run_loop
+
+__all__ = [
+    "DivergenceError",
+    "FitResult",
+    "Objective",
+    "Step",
+    "epoch_permutation",
+    "fit",
+    "make_step",
+    "objective",
+    "prepare_data",
+    "update",
+    "value_and_grad",
+]
 
 LossFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
@@ -97,15 +111,19 @@ class Step:
             lambda p, s, x, y: update(loss_fn, tx, p, s, x, y),
             donate_argnums=(0, 1) if donate else (),
         )
-        self._checked: tuple[int, int] | None = None
+        self._checked: tuple | None = None
 
     def __call__(self, params, opt_state, x, y):
-        if self._checked != (id(x), id(y)):
-            dtype = _checks.float_dtype_of(params)
-            x, y = prepare_data(x, y, dtype)
-            if isinstance(x, jax.Array) and isinstance(y, jax.Array):
-                self._checked = (id(x), id(y))
-                self._arrays = (x, y)  # keep them alive so their ids stay theirs
+        ids = (id(x), id(y))
+        if self._checked is not None and self._checked[0] == ids:
+            x, y = self._checked[1]
+        else:
+            originals = (x, y)
+            x, y = prepare_data(x, y, _checks.float_dtype_of(params))
+            if all(isinstance(a, jax.Array) for a in originals):
+                # jax arrays are immutable: remember the checked, converted pair (and keep
+                # the originals alive, so their ids cannot be reused by other arrays).
+                self._checked = (ids, (x, y), originals)
         return self.jitted(params, opt_state, x, y)
 
 
@@ -125,7 +143,11 @@ def make_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, donate: bool
 
 
 def prepare_data(x, y, dtype) -> tuple[jax.Array, jax.Array]:
-    """Validate and convert training data at the boundary: non-empty, finite, float `dtype`."""
+    """Validate and convert training data at the boundary: non-empty, finite, float `dtype`.
+
+    NumPy (and list) data is checked on the host before the transfer; jax arrays on the
+    device with one small reduction.
+    """
     for name, arr in (("x", x), ("y", y)):
         _checks.check_nonempty(name, arr)
     if np.shape(x)[:1] != np.shape(y)[:1]:
@@ -133,23 +155,25 @@ def prepare_data(x, y, dtype) -> tuple[jax.Array, jax.Array]:
             f"x has {np.shape(x)[0] if np.ndim(x) else 'no'} rows (shape {np.shape(x)}) but y has "
             f"shape {np.shape(y)}; they must have the same number of rows."
         )
+    on_device = [isinstance(a, jax.Array) for a in (x, y)]
+    if not all(on_device):
+        for name, arr, dev in (("x", x, on_device[0]), ("y", y, on_device[1])):
+            if not dev:
+                _checks.check_finite(name, arr)
     x = _checks.as_data("x", x, dtype)
     y = _checks.as_data("y", y, dtype)
-    _check_finite_data(x, y)
+    if any(on_device):
+        bad_x, bad_y = (int(c) for c in _nonfinite_counts(x, y))
+        if bad_x:
+            _checks.check_finite("x", x)
+        if bad_y:
+            _checks.check_finite("y", y)
     return x, y
 
 
 @jax.jit
 def _nonfinite_counts(x, y):
     return jnp.sum(~jnp.isfinite(x)), jnp.sum(~jnp.isfinite(y))
-
-
-def _check_finite_data(x, y) -> None:
-    bad_x, bad_y = (int(c) for c in _nonfinite_counts(x, y))
-    if bad_x:
-        _checks.check_finite("x", x)
-    if bad_y:
-        _checks.check_finite("y", y)
 
 
 class FitResult(NamedTuple):
@@ -287,7 +311,9 @@ def _loop_spec(n, steps, epochs, batch_size, shuffle, key, order, drop_last, rec
                 )
             epochs = steps // per_epoch
         elif steps is not None and steps != epochs * per_epoch:
-            raise ValueError(f"steps={steps} != epochs ({epochs}) x batches per epoch ({per_epoch})")
+            raise ValueError(
+                f"steps={steps} != epochs ({epochs}) x batches per epoch ({per_epoch})"
+            )
         _positive_int("epochs", epochs)
         order_arr = key_arr = None
         if order is not None:
@@ -333,8 +359,8 @@ def _check_order(order, epochs: int, n: int) -> jax.Array:
 def _check_losses(losses: np.ndarray, spec: LoopSpec, params) -> None:
     finite = np.isfinite(losses)
     if finite.all():
-        leaves = jax.tree_util.tree_leaves(params)
-        if all(bool(jnp.isfinite(leaf).all()) for leaf in leaves):
+        leaves = jax.tree_util.tree_leaves(params)  # small: (out, in) arrays
+        if all(np.isfinite(np.asarray(leaf)).all() for leaf in leaves):
             return
         first = losses.shape[0] - 1
         what = "the parameters became non-finite in the last update"
@@ -357,7 +383,7 @@ def _progress_bar(spec: LoopSpec):
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is optional
         tqdm = None
-    bar = tqdm(total=spec.epochs, unit="epoch", leave=False) if tqdm is not None else None
+    bar = tqdm(total=spec.epochs, unit="epoch") if tqdm is not None else None
     _loop.set_progress_callback(bar.update if bar is not None else _print_progress(spec))
     return bar if bar is not None else True
 

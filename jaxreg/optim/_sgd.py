@@ -1,0 +1,157 @@
+"""SGD with torch.optim.SGD's arguments, defaults, checks and update rule."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxreg import _checks
+from jaxreg.optim import _base
+from jaxreg.optim._base import host, like
+
+
+@_base.register_state
+class SGDState(NamedTuple):
+    """State of `sgd`.
+
+    Attributes:
+      step: int32 scalar, updates done so far (the first one starts the momentum buffer).
+      momentum_buffer: a pytree like params (torch's `state["momentum_buffer"]`), or None
+        when `momentum == 0`.
+      hyperparams: `{"lr", "momentum", "dampening", "weight_decay"}`, 0-d arrays of the
+        parameters' dtype.
+    """
+
+    step: jax.Array
+    momentum_buffer: Any
+    hyperparams: dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class SGDInit:
+    """`sgd(...).init`. Compares equal for any numbers: only `momentum` is structural."""
+
+    momentum: bool
+    hyperparams: dict[str, Any] = dataclasses.field(compare=False, hash=False)
+
+    def __call__(self, params: Any) -> SGDState:
+        dtype = _checks.float_dtype_of(params)
+        buf = jax.tree.map(jnp.zeros_like, params) if self.momentum else None
+        return SGDState(
+            step=jnp.zeros([], jnp.int32),
+            momentum_buffer=buf,
+            hyperparams=_base.hyper_arrays(self.hyperparams, dtype),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SGDUpdate:
+    """`sgd(...).update(grads, state, params=None)`; hyperparameters come from `state`."""
+
+    momentum: bool
+    weight_decay: bool
+    nesterov: bool
+    maximize: bool
+
+    def __call__(
+        self, updates: Any, state: SGDState, params: Any = None
+    ) -> tuple[Any, SGDState]:
+        _base.check_state(state, SGDState, "sgd")
+        hp = state.hyperparams
+        g = updates
+        if self.maximize:
+            g = jax.tree.map(jnp.negative, g)
+        if self.weight_decay:  # grad.add(param, alpha=weight_decay)
+            _base.require_params(params, "sgd", "weight_decay != 0 adds it times param")
+            g = jax.tree.map(lambda g, p: g + like(hp["weight_decay"], p) * p, g, params)
+        buf = state.momentum_buffer
+        if self.momentum:
+            first = state.step == 0  # torch: buf = clone(grad), no dampening
+            keep = host(1) - host(hp["dampening"])
+
+            def buffer(b, g):  # buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+                return jnp.where(first, g, like(keep, g) * g + b * like(hp["momentum"], b))
+
+            buf = jax.tree.map(buffer, buf, g)
+            if self.nesterov:  # grad.add(buf, alpha=momentum)
+                g = jax.tree.map(lambda g, b: g + like(hp["momentum"], b) * b, g, buf)
+            else:
+                g = buf
+        out = jax.tree.map(lambda g: -like(hp["lr"], g) * g, g)  # param.add_(grad, alpha=-lr)
+        return out, SGDState(optax.safe_int32_increment(state.step), buf, hp)
+
+
+def sgd(
+    lr: float = 1e-3,
+    momentum: float = 0,
+    dampening: float = 0,
+    weight_decay: float = 0,
+    nesterov: bool = False,
+    *,
+    maximize: bool = False,
+) -> optax.GradientTransformation:
+    r"""Stochastic gradient descent exactly as `torch.optim.SGD` computes it.
+
+    For each parameter `p` (any shape) and its gradient `g`, step `t = 1, 2, ...`:
+
+        g <- -g                                   if maximize
+        g <- g + weight_decay * p                 if weight_decay != 0
+        if momentum != 0:
+            b <- g                                at t = 1 (torch clones the gradient)
+            b <- momentum * b + (1 - dampening) * g   for t > 1
+            g <- g + momentum * b if nesterov else b
+        p <- p - lr * g
+
+    torch equivalent: `torch.optim.SGD(params, lr, momentum, dampening, weight_decay,
+    nesterov, maximize=maximize)` (its single-tensor path, the default on CPU), in the same
+    operation order. Where optax differs: `optax.sgd(lr, momentum, nesterov)` is the same
+    rule only for `dampening == 0` and `weight_decay == 0` (its zero-started trace gives
+    `b = g` at the first step, like torch's clone); it has no dampening, weight decay or
+    maximize, and it takes a schedule where here `set_lr` changes `lr` in the state.
+
+    Args:
+      lr: learning rate, >= 0.
+      momentum: momentum factor, >= 0.
+      dampening: dampening for momentum (not applied on the first step, as torch).
+      weight_decay: L2 penalty, >= 0 (`params` must be passed to `update`).
+      nesterov: Nesterov momentum; needs `momentum > 0` and `dampening == 0`.
+      maximize: ascend the objective instead of descending.
+
+    Returns:
+      An `optax.GradientTransformation`; `optax.apply_updates(params, updates)` gives
+      torch's new parameters. Its state (`SGDState`) holds the hyperparameters as arrays,
+      and two `sgd(...)` that differ only in numbers compare equal (one compiled program).
+
+    Raises:
+      ValueError: torch's messages: `Invalid learning rate: -1`, `Invalid momentum value:
+        -1`, `Invalid weight_decay value: -1`, `Nesterov momentum requires a momentum and
+        zero dampening`.
+    """
+    values = {
+        name: _base.as_number(name, v)
+        for name, v in (
+            ("lr", lr),
+            ("momentum", momentum),
+            ("dampening", dampening),
+            ("weight_decay", weight_decay),
+        )
+    }
+    _base.check_lr(lr)
+    _checks.check_hyper("momentum", momentum, what="momentum")
+    _checks.check_hyper("weight_decay", weight_decay, what="weight_decay")
+    has_momentum = _base.nonzero("momentum", values["momentum"])
+    if nesterov and (not has_momentum or values["momentum"] < 0 or values["dampening"] != 0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+    return optax.GradientTransformation(
+        SGDInit(momentum=has_momentum, hyperparams=values),
+        SGDUpdate(
+            momentum=has_momentum,
+            weight_decay=_base.nonzero("weight_decay", values["weight_decay"]),
+            nesterov=bool(nesterov),
+            maximize=bool(maximize),
+        ),
+    )

@@ -1,0 +1,302 @@
+"""objective, make_step and fit: semantics, caching and validation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxreg as jr
+
+# fit and a Python loop over make_step run the same jitted arithmetic in float64 (the loop
+# body is the same `update`); XLA may fuse a scan body differently from a standalone step,
+# so allow a few ulps of float64 over the run rather than demanding bit equality.
+LOOP_VS_STEPS_RTOL = 1e-13
+
+MSE = jr.objective(jr.linear.predict, jr.losses.mse)
+
+
+def _data(n=10, d=2, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(dtype)
+    y = (x @ np.arange(1, d + 1) + 0.5 + 0.1 * rng.normal(size=n)).astype(dtype)[:, None]
+    return x, y
+
+
+class CountingLoss:
+    """MSE that counts how often it is traced (each trace precedes a compile)."""
+
+    def __init__(self):
+        self.traces = 0
+
+    def __call__(self, params, x, y):
+        self.traces += 1
+        return MSE(params, x, y)
+
+
+def _params(d=2, dtype=jnp.float64):
+    return jr.linear.Params(jnp.full((1, d), 0.3, dtype), jnp.full((1,), -0.2, dtype))
+
+
+def _step_loop(loss_fn, tx, params, batches):
+    """Reference: a Python loop over the jitted step, one (x, y) batch per update."""
+    step = jr.make_step(loss_fn, tx)
+    state = tx.init(params)
+    losses, history = [], []
+    for xb, yb in batches:
+        params, state, loss = step(params, state, xb, yb)
+        losses.append(float(loss))
+        history.append(params)
+    return params, np.array(losses), jax.tree.map(lambda *a: jnp.stack(a), *history)
+
+
+def _assert_close_tree(a, b, rtol):
+    for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=0)
+
+
+def test_objective_is_hashable_by_value():
+    a = jr.objective(jr.linear.predict, jr.losses.huber, delta=2.0)
+    b = jr.objective(jr.linear.predict, jr.losses.huber, delta=2.0)
+    c = jr.objective(jr.linear.predict, jr.losses.huber, delta=3.0)
+    assert a == b and hash(a) == hash(b)
+    assert a != c
+    x, y = _data()
+    p = _params()
+    expected = jr.losses.huber(jr.linear.predict(p, x), y, delta=2.0)
+    assert float(a(p, x, y)) == float(expected)
+
+
+def test_step_is_one_sgd_update_with_loss_before_it():
+    x, y = _data()
+    p = _params()
+    lr = 0.05
+    tx = optax.sgd(lr)
+    step = jr.make_step(MSE, tx)
+    new_p, _, loss = step(p, tx.init(p), x, y)
+    grads = jax.grad(MSE)(p, x, y)
+    assert float(loss) == float(MSE(p, x, y))
+    _assert_close_tree(new_p, jax.tree.map(lambda a, g: a - lr * g, p, grads), rtol=1e-15)
+
+
+def test_step_does_not_recompile():
+    x, y = _data()
+    p = _params()
+    tx = optax.sgd(0.1)
+    loss = CountingLoss()
+    step = jr.make_step(loss, tx)
+    s = tx.init(p)
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    for _ in range(3):
+        p, s, _ = step(p, s, xj, yj)
+    x2, y2 = _data(seed=1)  # new values, same shapes, host arrays: same program
+    p, s, _ = step(p, s, x2, y2)
+    assert loss.traces == 1
+
+
+def test_step_promotes_integer_data_without_retracing():
+    p = _params(d=1)
+    tx = optax.sgd(0.01)
+    loss_fn = CountingLoss()
+    step = jr.make_step(loss_fn, tx)
+    xi = jnp.arange(3).reshape(3, 1)
+    yi = 2 * xi
+    s = tx.init(p)
+    p1, s, loss = step(p, s, xi, yi)
+    p2, s, _ = step(p1, s, xi, yi)
+    assert loss.dtype == jnp.float64
+    assert loss_fn.traces == 1
+    expected = MSE(p, np.arange(3.0).reshape(3, 1), 2 * np.arange(3.0).reshape(3, 1))
+    assert float(loss) == float(expected)
+
+
+@pytest.mark.parametrize("where", ["x", "y"])
+@pytest.mark.parametrize("kind", ["numpy", "jax"])
+def test_step_rejects_nonfinite_data(where, kind):
+    x, y = _data()
+    (x if where == "x" else y)[3, 0] = np.nan
+    if kind == "jax":
+        x, y = jnp.asarray(x), jnp.asarray(y)
+    tx = optax.sgd(0.1)
+    p = _params()
+    with pytest.raises(ValueError, match=rf"{where} contains 1 non-finite.*row 3"):
+        jr.make_step(MSE, tx)(p, tx.init(p), x, y)
+
+
+def test_fit_equals_python_loop_over_steps():
+    x, y = _data()
+    p0 = _params()
+    tx = optax.sgd(0.05, momentum=0.9)
+    res = jr.fit(MSE, tx, p0, x, y, steps=50)
+    ref_p, ref_losses, ref_hist = _step_loop(MSE, tx, p0, [(x, y)] * 50)
+    np.testing.assert_allclose(res.losses, ref_losses, rtol=LOOP_VS_STEPS_RTOL)
+    _assert_close_tree(res.history, ref_hist, LOOP_VS_STEPS_RTOL)
+    _assert_close_tree(res.params, ref_p, LOOP_VS_STEPS_RTOL)
+    assert res.losses.shape == (50,)
+    assert res.history.weight.shape == (50, 1, 2)
+    # losses[0] is the loss at the initial parameters; history[-1] is the final params.
+    assert res.losses[0] == float(MSE(p0, x, y))
+    _assert_close_tree(jax.tree.map(lambda a: a[-1], res.history), res.params, rtol=0)
+
+
+def test_fit_accepts_dict_params_and_any_loss_fn():
+    # The first tutorial: hypothesis = x * W + b with W, b of shape (1,).
+    x = np.array([[1.0], [2.0], [3.0]])
+    y = np.array([[1.0], [2.0], [3.0]])
+
+    def cost(p, x, y):
+        # torch broadcasts (3, 1) * (1,); with rank promotion off we say it explicitly.
+        return jnp.mean((x * p["W"][None, :] + p["b"][None, :] - y) ** 2)
+
+    p0 = {"W": jnp.zeros(1), "b": jnp.zeros(1)}
+    res = jr.fit(cost, optax.sgd(0.01), p0, x, y, steps=1001)
+    # The tutorial prints W: 0.993, b: 0.016, cost 0.000051 at epoch 1000 (losses[1000]).
+    assert abs(float(res.params["W"][0]) - 0.993) < 1e-3
+    assert abs(float(res.params["b"][0]) - 0.016) < 1e-3
+    assert abs(res.losses[1000] - 0.000051) < 1e-6
+
+
+def test_fit_does_not_recompile_for_new_values():
+    x, y = _data(n=12)
+    tx = optax.sgd(0.01)
+    loss = CountingLoss()
+    jr.fit(loss, tx, _params(), x, y, steps=20)
+    x2, y2 = _data(n=12, seed=5)
+    jr.fit(loss, tx, jax.tree.map(lambda a: a + 1, _params()), x2, y2, steps=20)
+    jr.fit(loss, tx, _params(), jnp.asarray(x2), jnp.asarray(y2), steps=20)
+    assert loss.traces == 1
+
+
+def test_fit_record_history_off():
+    x, y = _data()
+    res = jr.fit(MSE, optax.sgd(0.01), _params(), x, y, steps=5, record_history=False)
+    assert res.history is None
+    full = jr.fit(MSE, optax.sgd(0.01), _params(), x, y, steps=5)
+    _assert_close_tree(res.params, full.params, rtol=0)
+
+
+def test_fit_continues_from_opt_state():
+    x, y = _data()
+    tx = optax.sgd(0.02, momentum=0.5)
+    whole = jr.fit(MSE, tx, _params(), x, y, steps=20)
+    first = jr.fit(MSE, tx, _params(), x, y, steps=8)
+    rest = jr.fit(MSE, tx, first.params, x, y, steps=12, opt_state=first.opt_state)
+    _assert_close_tree(rest.params, whole.params, LOOP_VS_STEPS_RTOL)
+    np.testing.assert_allclose(
+        np.concatenate([first.losses, rest.losses]), whole.losses, rtol=LOOP_VS_STEPS_RTOL
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "drop_last"), [(10, 3, False), (10, 5, False), (10, 3, True), (4, 8, False)]
+)
+def test_fit_sequential_minibatches(n, batch_size, drop_last):
+    x, y = _data(n=n)
+    tx = optax.sgd(0.05)
+    res = jr.fit(
+        MSE,
+        tx,
+        _params(),
+        x,
+        y,
+        epochs=3,
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=drop_last,
+    )
+    starts = range(0, n, batch_size)
+    batches = [(x[s : s + batch_size], y[s : s + batch_size]) for s in starts]
+    if drop_last:
+        batches = [b for b in batches if b[0].shape[0] == batch_size]
+    _, ref_losses, ref_hist = _step_loop(MSE, tx, _params(), batches * 3)
+    np.testing.assert_allclose(res.losses, ref_losses, rtol=LOOP_VS_STEPS_RTOL)
+    _assert_close_tree(res.history, ref_hist, LOOP_VS_STEPS_RTOL)
+
+
+def test_fit_replays_an_explicit_order():
+    n, bs, epochs = 10, 4, 3
+    x, y = _data(n=n)
+    rng = np.random.default_rng(7)
+    order = np.stack([rng.permutation(n) for _ in range(epochs)])
+    tx = optax.adam(0.01)
+    res = jr.fit(MSE, tx, _params(), x, y, epochs=epochs, batch_size=bs, order=order)
+    batches = [(x[o[s : s + bs]], y[o[s : s + bs]]) for o in order for s in range(0, n, bs)]
+    _, ref_losses, ref_hist = _step_loop(MSE, tx, _params(), batches)
+    np.testing.assert_allclose(res.losses, ref_losses, rtol=LOOP_VS_STEPS_RTOL)
+    _assert_close_tree(res.history, ref_hist, LOOP_VS_STEPS_RTOL)
+
+
+def test_fit_shuffles_with_the_documented_key_rule():
+    n, bs, epochs = 9, 4, 2
+    x, y = _data(n=n)
+    key = jax.random.key(3)
+    tx = optax.sgd(0.05)
+    shuffled = jr.fit(MSE, tx, _params(), x, y, epochs=epochs, batch_size=bs, key=key)
+    order = np.stack([np.asarray(jr.train.epoch_permutation(key, e, n)) for e in range(epochs)])
+    assert all(sorted(o) == list(range(n)) for o in order)
+    assert not np.array_equal(order[0], order[1])
+    replay = jr.fit(MSE, tx, _params(), x, y, epochs=epochs, batch_size=bs, order=order)
+    _assert_close_tree(shuffled.history, replay.history, rtol=0)
+    again = jr.fit(MSE, tx, _params(), x, y, epochs=epochs, batch_size=bs, key=key)
+    np.testing.assert_array_equal(shuffled.losses, again.losses)
+
+
+def test_fit_reports_divergence_with_the_first_bad_step():
+    x = np.array([[1.0], [2.0], [3.0]]) * 100
+    y = np.array([[1.0], [2.0], [3.0]])
+    p0 = jr.linear.zeros(1, dtype=jnp.float64)
+    with pytest.raises(jr.DivergenceError, match=r"step \d+.*smaller") as err:
+        jr.fit(MSE, optax.sgd(1.0), p0, x, y, steps=400)
+    raw = jr.fit(MSE, optax.sgd(1.0), p0, x, y, steps=400, check_finite=False)
+    first_bad = int(np.argmin(np.isfinite(raw.losses)))
+    assert not np.isfinite(raw.losses).all()
+    assert f"step {first_bad}" in str(err.value)
+    assert np.isfinite(raw.losses[:first_bad]).all()
+
+
+def test_fit_progress_bar_gives_the_same_result(capsys):
+    x, y = _data()
+    plain = jr.fit(MSE, optax.sgd(0.01), _params(), x, y, steps=57)
+    shown = jr.fit(MSE, optax.sgd(0.01), _params(), x, y, steps=57, progress=10)
+    _assert_close_tree(plain.history, shown.history, rtol=0)
+    np.testing.assert_array_equal(plain.losses, shown.losses)
+    assert "57/57" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "needs steps"),
+        ({"steps": 0}, "positive int"),
+        ({"steps": 5, "epochs": 6}, "same thing"),
+        ({"steps": 5, "order": np.zeros((5, 10), int)}, "only apply with batch_size"),
+        ({"epochs": 2, "batch_size": 3}, "need a key"),
+        ({"epochs": 2, "batch_size": 3, "order": np.zeros((3, 10), int)}, r"shape \(epochs, n\)"),
+        ({"epochs": 1, "batch_size": 3, "order": np.full((1, 10), 10)}, "outside"),
+        ({"steps": 7, "batch_size": 3, "shuffle": False}, "whole number of epochs"),
+        ({"epochs": 1, "batch_size": 30, "drop_last": True, "shuffle": False}, "leaves no batch"),
+    ],
+)
+def test_fit_rejects_bad_arguments(kwargs, message):
+    x, y = _data()
+    with pytest.raises(ValueError, match=message):
+        jr.fit(MSE, optax.sgd(0.1), _params(), x, y, **kwargs)
+
+
+def test_fit_rejects_mismatched_rows_and_shapes():
+    x, y = _data()
+    with pytest.raises(ValueError, match="same number of rows"):
+        jr.fit(MSE, optax.sgd(0.1), _params(), x, y[:-1], steps=2)
+    with pytest.raises(ValueError, match=r"\(10, 1\).*\(10,\)"):
+        jr.fit(MSE, optax.sgd(0.1), _params(), x, y[:, 0], steps=2)
+    with pytest.raises(ValueError, match="in_features=2"):
+        jr.fit(MSE, optax.sgd(0.1), _params(), x[:, :1], y, steps=2)
+    with pytest.raises(ValueError, match="empty"):
+        jr.fit(MSE, optax.sgd(0.1), _params(), x[:0], y[:0], steps=2)
+
+
+def test_fit_rejects_integer_params():
+    x, y = _data()
+    p = jr.linear.Params(jnp.ones((1, 2), jnp.int32), jnp.zeros((1,), jnp.int32))
+    with pytest.raises(TypeError, match="floating point"):
+        jr.fit(MSE, optax.sgd(0.1), p, x, y, steps=2)
