@@ -95,7 +95,7 @@ def check_finite(name: str, x: Any) -> None:
     where = f"row {first[0]}" + (f", column {first[1]}" if len(first) > 1 else "")
     raise ValueError(
         f"{name} contains {bad.shape[0]} non-finite value(s) (NaN or inf); the first is "
-        f"{arr[first]!r} at index {first} ({where}). Clean or drop those rows before fitting."
+        f"{arr[first].item()} at index {first} ({where}). Clean or drop those rows before fitting."
     )
 
 

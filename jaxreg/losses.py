@@ -27,14 +27,39 @@ def _prepare(fn: str, pred, target, weight=None):
     dtype = jnp.result_type(pred)
     if not jnp.issubdtype(dtype, jnp.inexact):
         raise TypeError(f"{fn}: pred must be floating point, got {dtype}")
+    _checks.warn_if_float64_truncated("pred", pred)
     target = _checks.as_data("target", target, dtype)
     _checks.check_same_shape(pred, target, fn=fn)
     if weight is not None:
-        weight = _checks.as_data("weight", weight, dtype)
-        if jnp.shape(weight) != jnp.shape(pred):
-            # torch broadcasts weight; we accept only an explicit broadcastable-to shape.
-            weight = jnp.broadcast_to(weight, jnp.shape(pred))
+        weight = _broadcast_to_pred(fn, "weight", _checks.as_data("weight", weight, dtype), pred)
     return pred, target, weight
+
+
+def _broadcast_to_pred(fn: str, name: str, w: jax.Array, pred) -> jax.Array:
+    """`w` broadcast to pred's shape (torch's `weight.expand(...)`); it may not grow pred."""
+    shape = jnp.shape(pred)
+    if jnp.shape(w) == shape:
+        return w
+    try:
+        return jnp.broadcast_to(w, shape)
+    except ValueError:
+        raise ValueError(
+            f"{fn}: {name} shape {jnp.shape(w)} does not broadcast to the prediction shape "
+            f"{shape}; give it shape {shape}, or ({shape[-1] if shape else 1},) for one value "
+            "per output column."
+        ) from None
+
+
+@jax.custom_jvp
+def _abs(d: jax.Array) -> jax.Array:
+    """`|d|` with torch's derivative `sign(d)`, which is 0 at d = 0 (jax.grad(jnp.abs)(0.) is 1)."""
+    return jnp.abs(d)
+
+
+@_abs.defjvp
+def _abs_jvp(primals, tangents):
+    (d,), (dd,) = primals, tangents
+    return jnp.abs(d), jnp.sign(d) * dd
 
 
 def _reduce(loss: jax.Array, reduction: str, fn: str) -> jax.Array:
@@ -72,7 +97,7 @@ def sse(pred: jax.Array, target: jax.Array) -> jax.Array:
 def l1(pred: jax.Array, target: jax.Array, *, reduction: Reduction = "mean") -> jax.Array:
     """Mean absolute error `mean(|pred - target|)`: `F.l1_loss`. Its gradient at 0 is 0."""
     pred, target, _ = _prepare("l1", pred, target)
-    return _reduce(jnp.abs(pred - target), reduction, "l1")
+    return _reduce(_abs(pred - target), reduction, "l1")
 
 
 def huber(
@@ -83,7 +108,7 @@ def huber(
         raise ValueError(f"huber: delta must be positive, got {delta}")
     pred, target, _ = _prepare("huber", pred, target)
     d = pred - target
-    a = jnp.abs(d)
+    a = _abs(d)
     loss = jnp.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta))
     return _reduce(loss, reduction, "huber")
 
@@ -95,10 +120,10 @@ def smooth_l1(
 
     `beta=0` is the L1 loss, as in torch. Equals `huber(delta=beta) / beta` for beta > 0.
     """
-    if beta < 0:
+    if not beta >= 0:  # also catches NaN
         raise ValueError(f"smooth_l1: beta must be non-negative, got {beta}")
     pred, target, _ = _prepare("smooth_l1", pred, target)
-    a = jnp.abs(pred - target)
+    a = _abs(pred - target)
     if beta == 0:
         loss = a
     else:

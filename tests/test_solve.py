@@ -7,11 +7,10 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sklearn.linear_model as sklearn_linear
 
 from jaxreg import data, solve
 from jaxreg.linear import Params
-
-sklearn_linear = pytest.importorskip("sklearn.linear_model")
 
 REGRESSION_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "regression.csv"
 

@@ -144,7 +144,7 @@ def sgd(
     _checks.check_hyper("momentum", momentum, what="momentum")
     _checks.check_hyper("weight_decay", weight_decay, what="weight_decay")
     has_momentum = _base.nonzero("momentum", values["momentum"])
-    if nesterov and (not has_momentum or values["momentum"] < 0 or values["dampening"] != 0):
+    if nesterov and (values["momentum"] <= 0 or values["dampening"] != 0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")
     return optax.GradientTransformation(
         SGDInit(momentum=has_momentum, hyperparams=values),
