@@ -7,12 +7,10 @@ Namespaces: `jaxreg.linear`, `jaxreg.logistic`, `jaxreg.losses`, `jaxreg.optim`,
 
 from jaxreg import linear, logistic, losses
 from jaxreg._checks import PrecisionWarning
+from jaxreg.fitting import DivergenceError, FitResult, fit
 from jaxreg.train import (
-    DivergenceError,
-    FitResult,
     Objective,
     Step,
-    fit,
     make_step,
     objective,
     update,

@@ -47,7 +47,9 @@ def float_dtype_of(tree: Any, what: str = "parameters") -> np.dtype:
     leaves = jax.tree_util.tree_leaves(tree)
     if not leaves:
         raise ValueError(f"the {what} pytree has no arrays in it")
-    dtypes = {np.dtype(leaf.dtype if hasattr(leaf, "dtype") else jnp.result_type(leaf)) for leaf in leaves}
+    dtypes = {
+        np.dtype(leaf.dtype if hasattr(leaf, "dtype") else jnp.result_type(leaf)) for leaf in leaves
+    }
     if all(np.issubdtype(d, np.inexact) for d in dtypes):
         return dtypes.pop() if len(dtypes) == 1 else jnp.result_type(*dtypes)
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):

@@ -57,6 +57,7 @@ def init(
       `Params` with weight (out_features, in_features) and bias (out_features,) or None.
     """
     _check_sizes(in_features, out_features)
+    _check_dtype(dtype, "init")
     bound = 1.0 / math.sqrt(in_features)
     kw, kb = jax.random.split(key)
     weight = jax.random.uniform(kw, (out_features, in_features), dtype, -bound, bound)
@@ -71,6 +72,7 @@ def zeros(in_features: int, out_features: int = 1, *, bias: bool = True, dtype=j
       `Params` with weight (out_features, in_features) and bias (out_features,) or None.
     """
     _check_sizes(in_features, out_features)
+    _check_dtype(dtype, "zeros")
     weight = jnp.zeros((out_features, in_features), dtype)
     return Params(weight, jnp.zeros((out_features,), dtype) if bias else None)
 
@@ -113,3 +115,11 @@ def _check_sizes(in_features: int, out_features: int) -> None:
     for name, v in (("in_features", in_features), ("out_features", out_features)):
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+
+def _check_dtype(dtype, fn: str) -> None:
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"linear.{fn}: dtype must be a float dtype (jnp.float32, jnp.float64), got "
+            f"{jnp.dtype(dtype)}; integer parameters cannot be trained."
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxreg import linear
+from jaxreg import linear, losses
 from jaxreg.linear import Params, init, zeros
 
 __all__ = ["Params", "init", "logits", "predict", "zeros"]
@@ -30,4 +30,4 @@ def accuracy(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
     p = logits(params, x)
     if jnp.shape(p) != jnp.shape(y):
         raise ValueError(f"accuracy: prediction shape {jnp.shape(p)} and y {jnp.shape(y)} differ")
-    return jnp.mean(((p >= 0) == (jnp.asarray(y) >= 0.5)).astype(p.dtype))
+    return losses.mean(((p >= 0) == (jnp.asarray(y) >= 0.5)).astype(p.dtype))

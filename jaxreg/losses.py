@@ -8,19 +8,26 @@ Integer or bool targets are promoted to the prediction's float dtype. `reduction
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 from jaxreg import _checks
 
 Reduction = Literal["mean", "sum", "none"]
 
 # torch clamps the logs in BCELoss at -100 so that log(0) gives a finite loss, and clamps
-# the denominator of its hand-written gradient, p * (1 - p), at 1e-12 (ATen Loss.cpp).
+# the denominator of its hand-written gradient, p * (1 - p), at 1e-12 (ATen Loss.cpp). That
+# constant is a C++ float, so in float64 the clamp is float32(1e-12) = 9.999999960041972e-13
+# (measured: torch 2.13's float64 gradient at p = 0, t = 0.5 is -5.00000002e11, not -5e11).
 _BCE_LOG_FLOOR = -100.0
-_BCE_GRAD_EPS = 1e-12
+_BCE_GRAD_EPS = float(np.float32(1e-12))
+# Below this p, log(1 - p) is computed with log1p (see _log1m); at and above, with log.
+_LOG1M_SWITCH = 0.3
 
 
 def _prepare(fn: str, pred, target, weight=None):
@@ -62,9 +69,21 @@ def _abs_jvp(primals, tangents):
     return jnp.abs(d), jnp.sign(d) * dd
 
 
+def mean(x: jax.Array) -> jax.Array:
+    """`sum(x) / x.size` with a true division, as torch's `mean` computes it.
+
+    `jnp.mean` divides by a constant, which XLA rewrites into a multiplication by the
+    rounded reciprocal: `sum * (1/n)` is 1 ulp off `sum / n` for about a quarter of n
+    (3/5 gives 0.6000000000000001). The optimization barrier hides n from that rewrite and
+    is itself gone from the compiled program (it costs nothing).
+    """
+    n = jax.lax.optimization_barrier(jnp.asarray(x.size, x.dtype))
+    return jnp.sum(x) / n
+
+
 def _reduce(loss: jax.Array, reduction: str, fn: str) -> jax.Array:
     if reduction == "mean":
-        return jnp.mean(loss)
+        return mean(loss)
     if reduction == "sum":
         return jnp.sum(loss)
     if reduction == "none":
@@ -91,7 +110,8 @@ def sse(pred: jax.Array, target: jax.Array) -> jax.Array:
 
     The real-data tutorial's `loss = torch.sum((y - X @ What) ** 2)`.
     """
-    return mse(pred, target, reduction="sum")
+    pred, target, _ = _prepare("sse", pred, target)
+    return jnp.sum(jnp.square(pred - target))
 
 
 def l1(pred: jax.Array, target: jax.Array, *, reduction: Reduction = "mean") -> jax.Array:
@@ -103,7 +123,11 @@ def l1(pred: jax.Array, target: jax.Array, *, reduction: Reduction = "mean") -> 
 def huber(
     pred: jax.Array, target: jax.Array, *, delta: float = 1.0, reduction: Reduction = "mean"
 ) -> jax.Array:
-    """`F.huber_loss`: `0.5 d²` where `|d| < delta`, else `delta (|d| - delta/2)`; d = pred - target."""
+    """`F.huber_loss`: `0.5 d²` where `|d| < delta`, else `delta (|d| - delta/2)`.
+
+    `d = pred - target`. At `|d| = delta` the second branch and the gradient `delta sign(d)`
+    apply, as in torch. `delta` must be positive (torch raises too).
+    """
     if not delta > 0:
         raise ValueError(f"huber: delta must be positive, got {delta}")
     pred, target, _ = _prepare("huber", pred, target)
@@ -131,23 +155,42 @@ def smooth_l1(
     return _reduce(loss, reduction, "smooth_l1")
 
 
+def _log1m(p: jax.Array) -> jax.Array:
+    """`log(1 - p)` to about 2 ulp for every p in [0, 1], as torch's `std::log1p(-p)`.
+
+    Not plain `jnp.log1p(-p)`: XLA's CPU float64 log1p is off by up to ~120 ulp for
+    arguments in [-0.414, -0.364] (measured with jax 0.10.2), which showed as BCELoss values
+    55 ulp away from torch. It is accurate on [-0.3, 0], so it is used there; for p >= 0.3,
+    `1 - p` rounds by at most eps/4 (it is exact for p >= 0.5), which moves
+    `log(1 - p)` (|log(1 - p)| >= 0.35) by under 0.75 ulp. (The textbook
+    `log(u) * p / (1 - u)` trick does not survive jit: XLA simplifies `(1 - p) - 1` to -p.)
+    """
+    small = p < _LOG1M_SWITCH
+    return jnp.where(small, jnp.log1p(-jnp.where(small, p, 0)), jnp.log(1 - p))
+
+
 @jax.custom_jvp
 def _bce_elementwise(prob: jax.Array, target: jax.Array) -> jax.Array:
     log_p = jnp.maximum(jnp.log(prob), _BCE_LOG_FLOOR)
-    log_1mp = jnp.maximum(jnp.log1p(-prob), _BCE_LOG_FLOOR)
+    log_1mp = jnp.maximum(_log1m(prob), _BCE_LOG_FLOOR)
     return (target - 1) * log_1mp - target * log_p
 
 
-@_bce_elementwise.defjvp
+@functools.partial(_bce_elementwise.defjvp, symbolic_zeros=True)
 def _bce_elementwise_jvp(primals, tangents):
     # torch's hand-written backward (binary_cross_entropy_backward), not the derivative of
-    # the clamped formula: (p - t) / max(p (1 - p), 1e-12).
+    # the clamped formula: (p - t) / max(p (1 - p), 1e-12). The target's derivative is
+    # torch's unclamped -logit(p), +-inf at p = 0 or 1; symbolic zeros keep that inf from
+    # meeting the zero tangent of a target that is not being differentiated (inf * 0 = NaN).
     prob, target = primals
     dprob, dtarget = tangents
     out = _bce_elementwise(prob, target)
-    dp = (prob - target) / jnp.maximum(prob * (1 - prob), _BCE_GRAD_EPS)
-    dt = jnp.maximum(jnp.log1p(-prob), _BCE_LOG_FLOOR) - jnp.maximum(jnp.log(prob), _BCE_LOG_FLOOR)
-    return out, dp * dprob + dt * dtarget
+    tangent_out = jnp.zeros_like(out)
+    if not isinstance(dprob, SymbolicZero):
+        tangent_out += (prob - target) / jnp.maximum(prob * (1 - prob), _BCE_GRAD_EPS) * dprob
+    if not isinstance(dtarget, SymbolicZero):
+        tangent_out += (_log1m(prob) - jnp.log(prob)) * dtarget
+    return out, tangent_out
 
 
 def bce(
@@ -161,7 +204,8 @@ def bce(
 
     `loss = -(t log p + (1 - t) log(1 - p))`, with both logs clamped at -100 as torch does,
     so p = 0 or 1 gives a finite loss (100 per wrong element) instead of inf. The gradient is
-    torch's, `(p - t) / max(p (1 - p), 1e-12)`. torch raises for p outside [0, 1]; inside a
+    torch's, `(p - t) / max(p (1 - p), 1e-12)`; the target's is torch's `-logit(p)` (inf at
+    p = 0 or 1). torch raises for p outside [0, 1]; inside a
     compiled program values cannot be checked, and such p give NaN.
 
     Args:
@@ -183,17 +227,32 @@ def _log_sigmoid(z: jax.Array) -> jax.Array:
 
 
 @jax.custom_jvp
-def _bce_logits_elementwise(z, target, pos_weight):
-    log_weight = (pos_weight - 1) * target + 1
-    return (1 - target) * z - log_weight * _log_sigmoid(z)
+def _bce_logits_elementwise(z, target):
+    return (1 - target) * z - _log_sigmoid(z)
 
 
 @_bce_logits_elementwise.defjvp
 def _bce_logits_elementwise_jvp(primals, tangents):
-    # torch's binary_cross_entropy_with_logits_backward: (sigmoid(z) (pw t + 1 - t) - pw t).
+    # torch's binary_cross_entropy_with_logits_backward without pos_weight: sigmoid(z) - t.
+    z, target = primals
+    dz, dtarget = tangents
+    out = _bce_logits_elementwise(z, target)
+    return out, (jax.nn.sigmoid(z) - target) * dz - z * dtarget
+
+
+@jax.custom_jvp
+def _bce_logits_pos_weight_elementwise(z, target, pos_weight):
+    log_weight = (pos_weight - 1) * target + 1
+    return (1 - target) * z - log_weight * _log_sigmoid(z)
+
+
+@_bce_logits_pos_weight_elementwise.defjvp
+def _bce_logits_pos_weight_elementwise_jvp(primals, tangents):
+    # torch's backward with pos_weight, in its order of operations:
+    # (pw t + 1 - t) sigmoid(z) - pw t.
     z, target, pos_weight = primals
     dz, dtarget, dpw = tangents
-    out = _bce_logits_elementwise(z, target, pos_weight)
+    out = _bce_logits_pos_weight_elementwise(z, target, pos_weight)
     pt = pos_weight * target
     grad_z = (pt + 1 - target) * jax.nn.sigmoid(z) - pt
     grad_t = (pos_weight - 1) * -_log_sigmoid(z) - z
@@ -223,11 +282,14 @@ def bce_with_logits(
       pos_weight: optional weight of positive examples, broadcastable (per output column).
       reduction: "mean", "sum" or "none".
     """
-    logits, target, weight = _prepare("bce_with_logits", logits, target, weight)
-    dtype = jnp.result_type(logits)
-    pw = jnp.ones((), dtype) if pos_weight is None else _checks.as_data("pos_weight", pos_weight, dtype)
-    pw = jnp.broadcast_to(pw, jnp.shape(logits))
-    loss = _bce_logits_elementwise(logits, target, pw)
+    fn = "bce_with_logits"
+    logits, target, weight = _prepare(fn, logits, target, weight)
+    if pos_weight is None:
+        loss = _bce_logits_elementwise(logits, target)
+    else:
+        pw = _checks.as_data("pos_weight", pos_weight, jnp.result_type(logits))
+        pw = _broadcast_to_pred(fn, "pos_weight", pw, logits)
+        loss = _bce_logits_pos_weight_elementwise(logits, target, pw)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "bce_with_logits")

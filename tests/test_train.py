@@ -249,7 +249,7 @@ def test_fit_shuffles_with_the_documented_key_rule():
     key = jax.random.key(3)
     tx = optax.sgd(0.05)
     shuffled = jr.fit(MSE, tx, _params(), x, y, epochs=epochs, batch_size=bs, key=key)
-    order = np.stack([np.asarray(jr.train.epoch_permutation(key, e, n)) for e in range(epochs)])
+    order = np.stack([np.asarray(jr.fitting.epoch_permutation(key, e, n)) for e in range(epochs)])
     assert all(sorted(o) == list(range(n)) for o in order)
     assert not np.array_equal(order[0], order[1])
     replay = jr.fit(MSE, tx, _params(), x, y, epochs=epochs, batch_size=bs, order=order)

@@ -63,9 +63,7 @@ class AdamUpdate:
     decoupled_weight_decay: bool
     maximize: bool
 
-    def __call__(
-        self, updates: Any, state: AdamState, params: Any = None
-    ) -> tuple[Any, AdamState]:
+    def __call__(self, updates: Any, state: AdamState, params: Any = None) -> tuple[Any, AdamState]:
         _base.check_state(state, AdamState, "adam")
         hp = state.hyperparams
         step = optax.safe_int32_increment(state.step)
@@ -89,15 +87,12 @@ class AdamUpdate:
         if self.amsgrad:  # torch.maximum(max_exp_avg_sqs[i], exp_avg_sq, out=...)
             max_sq = second = jax.tree.map(jnp.maximum, max_sq, exp_avg_sq)
 
-        # torch: Python floats from step.item(); step_size = lr / bias_correction1
-        t = host(step)
-        bias_correction1 = host(1) - host(hp["beta1"]) ** t
-        bias_correction2 = host(1) - host(hp["beta2"]) ** t
-        step_size = host(hp["lr"]) / bias_correction1
-        bias_correction2_sqrt = _base.python_pow(bias_correction2, 0.5)
+        step_size, bias_correction2_sqrt = bias_corrections(
+            hp["lr"], hp["beta1"], hp["beta2"], step
+        )
 
         def direction(m, v):  # denom = (sqrt(v) / bc2_sqrt).add_(eps); addcdiv(-step_size)
-            denom = jnp.sqrt(v) / like(bias_correction2_sqrt, v) + like(hp["eps"], v)
+            denom = _base.divide_by_scalar(jnp.sqrt(v), bias_correction2_sqrt) + like(hp["eps"], v)
             return -like(step_size, m) * m / denom
 
         out = jax.tree.map(direction, exp_avg, second)
@@ -108,6 +103,20 @@ class AdamUpdate:
             out = jax.tree.map(lambda u, p: u + p * (like(shrink, p) - 1), out, params)
         new_state = AdamState(step, exp_avg, exp_avg_sq, max_sq, hp)
         return out, new_state
+
+
+def bias_corrections(
+    lr: jax.Array, beta1: jax.Array, beta2: jax.Array, step: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """torch's per-step scalars, `lr / (1 - beta1**t)` and `(1 - beta2**t) ** 0.5`.
+
+    torch computes them in Python floats from `step.item()`; here in `scalar_dtype()`
+    (float64 with x64 on: the same bits as Python's, XLA's `pow` being C's on CPU).
+    """
+    t = host(step)
+    bias_correction1 = host(1) - host(beta1) ** t
+    bias_correction2 = host(1) - host(beta2) ** t
+    return host(lr) / bias_correction1, _base.python_sqrt(bias_correction2)
 
 
 def _betas(betas: Sequence[float]) -> tuple[Any, Any]:

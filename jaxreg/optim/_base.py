@@ -30,6 +30,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxreg import _checks
 
@@ -58,7 +59,7 @@ def as_number(name: str, value: Any) -> Any:
     """`value` as a Python float (tracers pass through); `TypeError` for non-numbers."""
     if isinstance(value, jax.Array) and not _checks.is_concrete(value):
         return value
-    if isinstance(value, (str, bytes)) or jnp.ndim(value) != 0:
+    if isinstance(value, (str, bytes)) or np.ndim(value) != 0:
         raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         return float(value)
@@ -106,19 +107,39 @@ def host(x: jax.Array) -> jax.Array:
     return jnp.asarray(x).astype(scalar_dtype())
 
 
-def python_pow(x: jax.Array, y: float) -> jax.Array:
-    """`x ** y` rounded as Python's float `**` (C `pow`) rounds it.
+def python_sqrt(x: jax.Array) -> jax.Array:
+    """`x ** 0.5` rounded as Python's float `**` (C `pow`) rounds it, for a float64 `x`.
 
-    XLA rewrites `pow(x, 0.5)` into `sqrt(x)`, which is correctly rounded while C `pow` is
-    not always (about 1 in 1000 arguments differ in the last bit). The barrier keeps the
-    exponent opaque, so XLA calls `pow` as torch's `bias_correction2 ** 0.5` does.
+    torch takes `bias_correction2 ** 0.5` in Python. C `pow` is not correctly rounded
+    (about 1 argument in 1000 differs from `sqrt` in the last bit), and XLA rewrites
+    `pow(x, 0.5)` into `sqrt`; an exponent it cannot fold (`0.5 + 0 * x`, which is 0.5
+    for the finite `x` used here) keeps the `pow` call. In float32 (x64 off) `sqrt` is
+    the closest float32 to torch's float64 value.
     """
-    return x ** jax.lax.optimization_barrier(jnp.asarray(y, x.dtype))
+    if x.dtype == jnp.float64:
+        return x ** (0.5 + 0 * x)
+    return jnp.sqrt(x)
+
+
+def divide_by_scalar(x: jax.Array, scalar: jax.Array) -> jax.Array:
+    """`x / scalar` as one correctly rounded division per element, as torch's kernel does.
+
+    XLA rewrites a division by a broadcast scalar into a multiplication by its reciprocal
+    (two roundings), and `a / pow(b, c)` into `a * pow(b, -c)`. Dividing by a broadcast
+    hidden behind an optimization barrier keeps the division (it still fuses).
+    """
+    divisor = jnp.broadcast_to(scalar.astype(x.dtype), x.shape)
+    return x / jax.lax.optimization_barrier(divisor)
 
 
 def like(scalar: jax.Array, leaf: jax.Array) -> jax.Array:
-    """A host scalar cast to a tensor's dtype, as torch casts a Python scalar in a kernel."""
-    return scalar.astype(leaf.dtype)
+    """A host scalar cast to a tensor's dtype, as torch casts a Python scalar in a kernel.
+
+    The barrier makes it a plain number for the element-wise math that follows, as it is
+    for torch's kernel: without it XLA folds scalar and tensor arithmetic together, e.g.
+    `((1 - beta1) - 1) * x` into `-beta1 * x`, which rounds differently.
+    """
+    return jax.lax.optimization_barrier(scalar.astype(leaf.dtype))
 
 
 def lerp(start: jax.Array, end: jax.Array, weight: jax.Array) -> jax.Array:
@@ -128,9 +149,7 @@ def lerp(start: jax.Array, end: jax.Array, weight: jax.Array) -> jax.Array:
     `end + (weight - 1) * (end - start)` (both one FMA in torch's kernel).
     """
     diff = end - start
-    return jnp.where(
-        jnp.abs(weight) < 0.5, start + weight * diff, end + (weight - 1) * diff
-    )
+    return jnp.where(jnp.abs(weight) < 0.5, start + weight * diff, end + (weight - 1) * diff)
 
 
 def require_params(params: Any, optimizer: str, why: str) -> None:
@@ -222,4 +241,3 @@ def set_lr(state: Any, lr: Any) -> Any:
         return x
 
     return jax.tree_util.tree_map(replace, state, is_leaf=is_optimizer_state)
-

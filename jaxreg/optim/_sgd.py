@@ -57,9 +57,7 @@ class SGDUpdate:
     nesterov: bool
     maximize: bool
 
-    def __call__(
-        self, updates: Any, state: SGDState, params: Any = None
-    ) -> tuple[Any, SGDState]:
+    def __call__(self, updates: Any, state: SGDState, params: Any = None) -> tuple[Any, SGDState]:
         _base.check_state(state, SGDState, "sgd")
         hp = state.hyperparams
         g = updates

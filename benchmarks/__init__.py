@@ -1,0 +1,1 @@
+"""Training-step throughput: jaxreg against PyTorch (`python -m benchmarks --help`)."""

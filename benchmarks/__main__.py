@@ -1,0 +1,347 @@
+"""`python -m benchmarks`: training-step throughput, jaxreg against PyTorch, on CPU or GPU.
+
+    python -m benchmarks                       # full run (about 10 minutes on 2 CPU cores)
+    python -m benchmarks --quick               # fewer repeats (a few minutes)
+    python -m benchmarks --json out.json --plot out.png --markdown out.md
+    python -m benchmarks --device gpu          # torch cuda + jax gpu; skipped when absent
+    python -m benchmarks --only fit --sizes tutorial
+
+Each row: the median time per training step with its interquartile range, steps per
+second, the ratio to the torch eager loop measured in the same run, the one-off cost of
+the first call (compilation), and for the large problems the share of the one-read floor
+(bytes of X / the read bandwidth measured at the start of the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import traceback
+
+from benchmarks import cases, roofline
+from benchmarks.timing import measure
+
+TORCH_EAGER = "torch eager"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    meta = _meta(args)
+    print(f"# jaxreg benchmarks - {meta['device']} - {meta['date']}", flush=True)
+    if args.device == "gpu" and not meta["gpu"]["torch"] and not meta["gpu"]["jax"]:
+        print("No GPU here (torch.cuda and jax see none): nothing to run, skipped.")
+        results = {"meta": meta, "skipped": "no GPU", "rows": [], "many": [], "targets": []}
+        _write(results, args)
+        return 0
+    sizes = args.sizes.split(",")
+    problems = cases.problems(sizes, smoke=args.smoke)
+    floors = {}
+    # The floor first, before any JAX work on large arrays (see roofline.py).
+    for p in problems:
+        if p.size == "large" and (p.n, p.d) not in floors:
+            data = cases.make_data(p)
+            floors[(p.n, p.d)] = roofline.read_floor(data.x, repeats=5 if args.quick else 15)
+            f = floors[(p.n, p.d)]
+            print(
+                f"one-read floor over X ({p.n} x {p.d} float32, {f['bytes'] / 1e6:.0f} MB): "
+                f"{f['floor_s'] * 1e3:.2f} ms ({f['bandwidth_gb_s']:.1f} GB/s)",
+                flush=True,
+            )
+    rows = []
+    for p in problems:
+        data = cases.make_data(p)
+        reference = None
+        for name, make in cases.BACKENDS.items():
+            if name != TORCH_EAGER and args.only and args.only not in name:
+                continue
+            if name == "torch.compile" and args.no_compile:
+                continue
+            row = _row(p, name, make, data, args, floors.get((p.n, p.d)))
+            if name == TORCH_EAGER:
+                reference = row.get("timing")
+            if reference and row.get("timing"):
+                row["x_torch_eager"] = reference["median"] / row["timing"]["median"]
+            rows.append(row)
+            _print_row(row)
+    many = [] if args.no_many else _many(args)
+    results = {"meta": meta, "floors": {f"{k[0]}x{k[1]}": v for k, v in floors.items()}}
+    results |= {"rows": rows, "many": many}
+    results["targets"] = targets(results)
+    print()
+    print(markdown(results))
+    _write(results, args)
+    return 0
+
+
+def _row(p, name, make, data, args, floor) -> dict:
+    row = {"problem": p.name, "model": p.model, "n": p.n, "d": p.d, "size": p.size}
+    row["backend"] = name
+    try:
+        runner = make(p, data, _torch_device(args.device) if "torch" in name else args.device)
+        reps = {"tutorial": 30, "middle": 15, "large": 7}[p.size]
+        if args.quick:
+            reps = max(5, reps // 3)
+        if args.smoke:
+            reps = 3
+        t = measure(
+            runner.run, sync=runner.sync, work=runner.work, repeats=reps,
+            warmup=1 if args.smoke else 2,
+            max_seconds=2 if args.smoke else (6 if args.quick else 20),
+        )
+        row["timing"] = t.as_dict()
+        row["steps_per_call"] = runner.work
+        if floor:
+            row["floor_share"] = floor["floor_s"] / t.median
+    except cases.Unsupported as e:
+        row["unsupported"] = str(e)
+    except Exception as e:  # a backend failing must not hide the others' numbers
+        row["error"] = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+    return row
+
+
+def _many(args) -> list[dict]:
+    mp = cases.ManyProblem(models=10_000, n=100, d=3, steps=100)
+    if args.smoke:
+        mp = cases.ManyProblem(models=20, n=10, d=2, steps=5, loop_sample=4)
+    data = cases.many_data(mp)
+    out, reference = [], {}
+    for name, make in cases.MANY_BACKENDS.items():
+        row = {"problem": mp.name, "backend": name, "models": mp.models, "steps": mp.steps}
+        try:
+            dev = _torch_device(args.device) if "torch" in name else args.device
+            runner = make(mp, data, dev)
+            t = measure(
+                runner.run, sync=runner.sync, work=runner.work,
+                repeats=3 if args.smoke else (5 if args.quick else 10),
+                max_seconds=2 if args.smoke else 20,
+            )
+            row["timing"] = t.as_dict()
+            row["note"] = runner.note
+            reference[name] = t.median
+            for ref in ("torch loop over models", "torch bmm (batched)"):
+                if ref in reference and ref != name:
+                    row[f"x_{ref}"] = reference[ref] / t.median
+        except Exception as e:
+            row["error"] = f"{type(e).__name__}: {e}"
+            traceback.print_exc()
+        out.append(row)
+        t = row.get("timing")
+        print(f"{mp.name:32s} {name:26s} "
+              + (f"{t['median'] * 1e3:10.3f} ms/step (all models)" if t else row.get("error", "")),
+              flush=True)
+    return out
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def _fmt_time(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.3g} µs"
+    if s < 1:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s:.3g} s"
+
+
+def _print_row(row: dict) -> None:
+    t = row.get("timing")
+    if t is None:
+        print(f"{row['problem']:28s} {row['backend']:18s} "
+              f"{row.get('unsupported') or row.get('error')}", flush=True)
+        return
+    extra = f"  x{row['x_torch_eager']:.3g} vs eager" if "x_torch_eager" in row else ""
+    if "floor_share" in row:
+        extra += f"  {row['floor_share'] * 100:.0f}% of floor"
+    print(
+        f"{row['problem']:28s} {row['backend']:18s} {_fmt_time(t['median']):>10s}/step "
+        f"[{_fmt_time(t['q1'])} - {_fmt_time(t['q3'])}]  first call {_fmt_time(t['first_s'])}"
+        + extra,
+        flush=True,
+    )
+
+
+def markdown(results: dict) -> str:
+    meta = results["meta"]
+    lines = [
+        f"Measured {meta['date']} on {meta['device']}; jax {meta['versions']['jax']}, "
+        f"torch {meta['versions']['torch']}, numpy {meta['versions']['numpy']}. float32, "
+        "full batch, plain SGD; times per training step, median [interquartile range]; "
+        "ratios to the torch eager loop in the same run.",
+        "",
+        "| problem | backend | per step | IQR | steps/s | × torch eager | first call | "
+        "% of one-read floor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        t = r.get("timing")
+        if t is None:
+            why = (r.get("unsupported") or r.get("error") or "")[:120].replace("|", "/")
+            lines.append(f"| {r['problem']} | {r['backend']} | n/a | | | | | {why} |")
+            continue
+        ratio = f"{r['x_torch_eager']:.3g}" if "x_torch_eager" in r else ""
+        floor = f"{r['floor_share'] * 100:.0f}%" if "floor_share" in r else ""
+        lines.append(
+            f"| {r['problem']} | {r['backend']} | {_fmt_time(t['median'])} | "
+            f"{_fmt_time(t['q1'])} – {_fmt_time(t['q3'])} | {t['per_second']:.3g} | {ratio} | "
+            f"{_fmt_time(t['first_s'])} | {floor} |"
+        )
+    if results.get("many"):
+        lines += [
+            "",
+            "| many models | backend | per step, all models | × torch loop | × torch bmm | note |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in results["many"]:
+            t = r.get("timing")
+            if t is None:
+                lines.append(f"| {r['problem']} | {r['backend']} | {r.get('error', '')} | | | |")
+                continue
+            a = r.get("x_torch loop over models")
+            b = r.get("x_torch bmm (batched)")
+            lines.append(
+                f"| {r['problem']} | {r['backend']} | {_fmt_time(t['median'])} | "
+                f"{f'{a:.3g}' if a else ''} | {f'{b:.3g}' if b else ''} | {r.get('note', '')} |"
+            )
+    if results.get("targets"):
+        lines += ["", "| target | measured | met |", "|---|---|---|"]
+        for tg in results["targets"]:
+            lines.append(f"| {tg['target']} | {tg['measured']} | {'yes' if tg['met'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def targets(results: dict) -> list[dict]:
+    """The issue's speed targets, checked against this run's rows."""
+    rows = {(r["problem"], r["backend"]): r for r in results["rows"]}
+    out = []
+
+    def ratio(problem, backend):
+        return rows.get((problem, backend), {}).get("x_torch_eager")
+
+    for problem, need in (
+        ("linear n=3 d=1", 300), ("linear n=100 d=3", 300), ("logistic n=100 d=3", 100),
+    ):
+        r = ratio(problem, "jaxreg fit")
+        if r is not None:
+            out.append({"target": f"fit ≥{need}× torch eager, {problem}",
+                        "measured": f"{r:.0f}×", "met": r >= need})
+    for (problem, backend), row in rows.items():
+        if backend == "jaxreg make_step" and row.get("size") == "tutorial" and "x_torch_eager" in row:
+            r = row["x_torch_eager"]
+            out.append({"target": f"make_step ≥5× torch eager, {problem}",
+                        "measured": f"{r:.1f}×", "met": r >= 5})
+        if backend == "jaxreg fit" and row.get("timing"):
+            c = row["timing"]["compile_s"]
+            out.append({"target": f"first compile of fit < 1 s, {problem}",
+                        "measured": f"{c:.2f} s", "met": c < 1})
+        if backend == "jaxreg fit" and row.get("size") == "large" and row.get("timing"):
+            r = row.get("x_torch_eager", 0)
+            out.append({"target": f"fit ≥2× torch eager, {problem}",
+                        "measured": f"{r:.2f}×", "met": r >= 2})
+            s = row.get("floor_share", 0)
+            out.append({"target": f"fit ≥75% of the one-read floor, {problem}",
+                        "measured": f"{s * 100:.0f}%", "met": s >= 0.75})
+    for r in results.get("many", []):
+        if r["backend"].startswith("jaxreg") and r.get("timing"):
+            a = r.get("x_torch loop over models", 0)
+            b = r.get("x_torch bmm (batched)", 0)
+            out.append({"target": f"fit_many ≥100× torch loop, {r['problem']}",
+                        "measured": f"{a:.0f}×", "met": a >= 100})
+            out.append({"target": f"fit_many faster than torch bmm, {r['problem']}",
+                        "measured": f"{b:.2f}×", "met": b > 1})
+    return out
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def _parse(argv):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (a few minutes)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for tests)")
+    ap.add_argument("--json", metavar="FILE", help="write all results as JSON")
+    ap.add_argument("--plot", metavar="FILE.png", help="steps/s vs size, one line per backend")
+    ap.add_argument("--markdown", metavar="FILE.md", help="write the results table")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--sizes", default="tutorial,middle,large",
+                    help="comma-separated: tutorial, middle, large")
+    ap.add_argument("--only", help="only backends whose name contains this (torch eager always)")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--no-many", action="store_true", help="skip the many-models benchmark")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.sizes = "tutorial,middle"
+        args.no_compile = True  # torch.compile's first call alone takes many seconds
+    return args
+
+
+def _torch_device(device: str) -> str:
+    return "cuda" if device == "gpu" else "cpu"
+
+
+def _meta(args) -> dict:
+    import jax
+    import jaxlib
+    import numpy as np
+    import torch
+
+    import jaxreg
+
+    gpu = {"torch": bool(torch.cuda.is_available()),
+           "jax": any(d.platform == "gpu" for d in jax.devices())}
+    if args.device == "gpu" and gpu["torch"]:
+        device = f"GPU: {torch.cuda.get_device_name(0)}"
+    else:
+        device = f"CPU: {_cpu_name()}, {os.cpu_count()} cores"
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "device": device,
+        "device_kind": args.device,
+        "gpu": gpu,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": {
+            "jaxreg": jaxreg.__version__, "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__, "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+        "torch_threads": torch.get_num_threads(),
+        "mode": "smoke" if args.smoke else ("quick" if args.quick else "full"),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _write(results: dict, args) -> None:
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"wrote {args.json}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(results) + "\n")
+        print(f"wrote {args.markdown}")
+    if args.plot and results["rows"]:
+        from benchmarks.plot import plot
+
+        plot(results, args.plot)
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""What is timed: the problems (sizes, data) and each backend's training loop.
+
+Every backend trains the same problem: the same float32 data (made once with NumPy), the
+same initial parameters (torch's `nn.Linear` init, copied to JAX), the same loss (mean
+squared error, or binary cross-entropy on `sigmoid(x @ W.T + b)`), plain SGD with the
+same learning rate (`torch.optim.SGD` / `jaxreg.optim.sgd`), full batch. A backend is a
+function `(problem, device) -> Runner`; `Runner.run()` does `Runner.work` steps and
+returns something to synchronise on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from benchmarks.timing import jax_sync, torch_sync
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One training problem: `model` ("linear" + MSE or "logistic" + BCE) on (n, d) data."""
+
+    model: str
+    n: int
+    d: int
+    size: str  # "tutorial", "middle", "large"
+    steps: int  # steps per timed call for the loop-per-call backends (fit)
+    block: int  # steps per timed call for the step-per-call backends (eager, make_step)
+    lr: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} n={self.n} d={self.d}"
+
+    @property
+    def bytes_x(self) -> int:
+        return self.n * self.d * 4
+
+
+def problems(sizes: list[str], smoke: bool = False) -> list[Problem]:
+    """The benchmark's problems; `smoke` shrinks everything to run in seconds."""
+    out = []
+    table = {
+        "tutorial": [(3, 1, 1000, 100), (100, 3, 1000, 100), (2000, 1, 1000, 50)],
+        "middle": [(10_000, 16, 200, 20)],
+        "large": [(1_000_000, 32, 10, 3)],
+    }
+    if smoke:
+        table = {"tutorial": [(3, 1, 20, 5)], "middle": [(50, 2, 20, 5)]}
+    for size in sizes:
+        for n, d, steps, block in table.get(size, []):
+            for model, lr in (("linear", 0.01), ("logistic", 0.1)):
+                out.append(Problem(model, n, d, size, steps, block, lr))
+    return out
+
+
+@dataclasses.dataclass
+class Data:
+    x: np.ndarray  # (n, d) float32
+    y: np.ndarray  # (n, 1) float32
+    weight: np.ndarray  # (1, d) initial parameters (torch's nn.Linear init)
+    bias: np.ndarray  # (1,)
+
+
+def make_data(p: Problem, seed: int = 0) -> Data:
+    import torch
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((p.n, p.d), dtype=np.float32)
+    w_true = rng.standard_normal((p.d, 1), dtype=np.float32) / np.sqrt(p.d)
+    z = x @ w_true + np.float32(0.5)
+    if p.model == "linear":
+        y = z + np.float32(0.1) * rng.standard_normal((p.n, 1), dtype=np.float32)
+    else:
+        y = (rng.random((p.n, 1)) < 1 / (1 + np.exp(-z))).astype(np.float32)
+    torch.manual_seed(seed)
+    layer = torch.nn.Linear(p.d, 1)
+    return Data(
+        x, y.astype(np.float32), layer.weight.detach().numpy().copy(),
+        layer.bias.detach().numpy().copy(),
+    )
+
+
+@dataclasses.dataclass
+class Runner:
+    run: Callable[[], Any]
+    sync: Callable[[Any], None]
+    work: int  # steps per run()
+    note: str = ""
+
+
+class Unsupported(Exception):
+    """The backend cannot run here; the message says why (reported, not raised)."""
+
+
+# ---------------------------------------------------------------------------- torch
+
+
+def _torch_setup(p: Problem, data: Data, device: str):
+    import torch
+
+    x = torch.from_numpy(data.x).to(device)
+    y = torch.from_numpy(data.y).to(device)
+    model = torch.nn.Linear(p.d, 1).to(device)
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(data.weight))
+        model.bias.copy_(torch.from_numpy(data.bias))
+    opt = torch.optim.SGD(model.parameters(), lr=p.lr)
+    return torch, x, y, model, opt
+
+
+def _torch_loss(torch, p: Problem):
+    f = torch.nn.functional
+    if p.model == "linear":
+        return lambda out, y: f.mse_loss(out, y)
+    return lambda out, y: f.binary_cross_entropy(torch.sigmoid(out), y)
+
+
+def torch_eager(p: Problem, data: Data, device: str) -> Runner:
+    """The tutorial loop: nn.Linear, the loss, optim.SGD; zero_grad/backward/step."""
+    torch, x, y, model, opt = _torch_setup(p, data, device)
+    loss_fn = _torch_loss(torch, p)
+
+    def run():
+        for _ in range(p.block):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+        return loss
+
+    return Runner(run, torch_sync(device), p.block)
+
+
+def torch_compiled(p: Problem, data: Data, device: str) -> Runner:
+    """`torch.compile` of the forward + loss (backward by AOTAutograd) and of `opt.step`."""
+    torch, x, y, model, opt = _torch_setup(p, data, device)
+    loss_fn = _torch_loss(torch, p)
+    try:
+        fwd = torch.compile(lambda x, y: loss_fn(model(x), y))
+        step = torch.compile(opt.step)
+
+        def run():
+            for _ in range(p.block):
+                opt.zero_grad()
+                loss = fwd(x, y)
+                loss.backward()
+                step()
+            return loss
+
+        run()  # compile here, so that a failure is reported as "unsupported"
+    except Exception as e:  # torch raises many kinds (BackendCompilerFailed, ...)
+        raise Unsupported(f"torch.compile failed: {type(e).__name__}: {str(e)[:300]}") from e
+    return Runner(run, torch_sync(device), p.block)
+
+
+# ------------------------------------------------------------------------------ jax
+
+
+def _jax_setup(p: Problem, data: Data, device: str):
+    import jax
+
+    import jaxreg as jr
+
+    dev = _jax_device(device)
+    x = jax.device_put(data.x, dev)
+    y = jax.device_put(data.y, dev)
+    params = jax.device_put(jr.linear.Params(data.weight, data.bias), dev)
+    if p.model == "linear":
+        loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
+    else:
+        loss_fn = jr.objective(jr.logistic.predict, jr.losses.bce)
+    tx = jr.optim.sgd(p.lr)
+    return jr, x, y, params, loss_fn, tx
+
+
+def _jax_device(device: str):
+    import jax
+
+    if device == "gpu":
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        if not gpus:
+            raise Unsupported("jax sees no GPU (install jax[cuda12])")
+        return gpus[0]
+    return jax.devices("cpu")[0]
+
+
+def jax_make_step(p: Problem, data: Data, device: str) -> Runner:
+    """`jr.make_step` called from Python once per step (the eager loop's shape)."""
+    jr, x, y, params, loss_fn, tx = _jax_setup(p, data, device)
+    step = jr.make_step(loss_fn, tx)
+    state = {"p": params, "s": tx.init(params)}
+
+    def run():
+        pp, s = state["p"], state["s"]
+        for _ in range(p.block):
+            pp, s, loss = step(pp, s, x, y)
+        state["p"], state["s"] = pp, s
+        return loss
+
+    return Runner(run, jax_sync, p.block)
+
+
+def jax_fit(p: Problem, data: Data, device: str) -> Runner:
+    """One whole `jr.fit` call (validation, the compiled loop, results) per `steps` steps."""
+    jr, x, y, params, loss_fn, tx = _jax_setup(p, data, device)
+
+    def run():
+        return jr.fit(loss_fn, tx, params, x, y, steps=p.steps).params
+
+    return Runner(run, jax_sync, p.steps)
+
+
+BACKENDS: dict[str, Callable[[Problem, Data, str], Runner]] = {
+    "torch eager": torch_eager,
+    "torch.compile": torch_compiled,
+    "jaxreg make_step": jax_make_step,
+    "jaxreg fit": jax_fit,
+}
+
+
+# ---------------------------------------------------------------------- many models
+
+
+@dataclasses.dataclass(frozen=True)
+class ManyProblem:
+    """M independent linear regressions (the multivariate tutorial's shape), `steps` each."""
+
+    models: int
+    n: int
+    d: int
+    steps: int
+    lr: float = 0.1
+    loop_sample: int = 20  # models the torch Python loop actually trains (then scaled)
+
+    @property
+    def name(self) -> str:
+        return f"{self.models} x linear n={self.n} d={self.d}"
+
+
+def many_data(mp: ManyProblem, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((mp.models, mp.n, mp.d), dtype=np.float32)
+    w = rng.standard_normal((mp.models, mp.d, 1), dtype=np.float32)
+    y = x @ w + np.float32(0.1) * rng.standard_normal((mp.models, mp.n, 1), dtype=np.float32)
+    bound = 1 / np.sqrt(mp.d)
+    w0 = rng.uniform(-bound, bound, (mp.models, 1, mp.d)).astype(np.float32)
+    b0 = rng.uniform(-bound, bound, (mp.models, 1)).astype(np.float32)
+    return x, y.astype(np.float32), w0, b0
+
+
+def many_jax(mp: ManyProblem, data, device: str) -> Runner:
+    """`jr.many.fit_many`: the whole call, all models, per step."""
+    import jax
+
+    import jaxreg as jr
+    from jaxreg.many import fit_many
+
+    dev = _jax_device(device)
+    x, y, w0, b0 = (jax.device_put(a, dev) for a in data)
+    params = jr.linear.Params(w0, b0)
+    loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
+    tx = jr.optim.sgd(mp.lr)
+
+    def run():
+        return fit_many(loss_fn, tx, params, x, y, steps=mp.steps).params
+
+    return Runner(run, jax_sync, mp.steps)
+
+
+def many_torch_loop(mp: ManyProblem, data, device: str) -> Runner:
+    """The eager tutorial loop, model after model; times `loop_sample` models, scaled to M."""
+    import torch
+
+    x, y, w0, b0 = data
+    k = min(mp.loop_sample, mp.models)
+    xs = [torch.from_numpy(x[m]).to(device) for m in range(k)]
+    ys = [torch.from_numpy(y[m]).to(device) for m in range(k)]
+    f = torch.nn.functional
+
+    def run():
+        for m in range(k):
+            model = torch.nn.Linear(mp.d, 1).to(device)
+            with torch.no_grad():
+                model.weight.copy_(torch.from_numpy(w0[m]))
+                model.bias.copy_(torch.from_numpy(b0[m]))
+            opt = torch.optim.SGD(model.parameters(), lr=mp.lr)
+            for _ in range(mp.steps):
+                opt.zero_grad()
+                loss = f.mse_loss(model(xs[m]), ys[m])
+                loss.backward()
+                opt.step()
+        return loss
+
+    # per "step of all M models": (time for k models x steps) * M / k / steps
+    return Runner(
+        run, torch_sync(device), mp.steps * k / mp.models,
+        note=f"timed {k} models, scaled to {mp.models}",
+    )
+
+
+def many_torch_bmm(mp: ManyProblem, data, device: str) -> Runner:
+    """All M models as batched tensors: baddbmm forward, per-model means summed, one SGD."""
+    import torch
+
+    x, y, w0, b0 = data
+    xt = torch.from_numpy(x).to(device)
+    yt = torch.from_numpy(y).to(device)
+    w = torch.from_numpy(w0.transpose(0, 2, 1).copy()).to(device).requires_grad_()  # (M,d,1)
+    b = torch.from_numpy(b0[:, :, None].copy()).to(device).requires_grad_()  # (M,1,1)
+
+    def run():
+        with torch.no_grad():
+            w.copy_(torch.from_numpy(w0.transpose(0, 2, 1).copy()))
+            b.copy_(torch.from_numpy(b0[:, :, None].copy()))
+        opt = torch.optim.SGD([w, b], lr=mp.lr)
+        for _ in range(mp.steps):
+            opt.zero_grad()
+            pred = torch.baddbmm(b, xt, w)  # (M, n, 1)
+            # sum over models of each model's mean: each model's gradient is its own
+            loss = ((pred - yt) ** 2).mean(dim=(1, 2)).sum()
+            loss.backward()
+            opt.step()
+        return loss
+
+    return Runner(run, torch_sync(device), mp.steps)
+
+
+MANY_BACKENDS = {
+    "torch loop over models": many_torch_loop,
+    "torch bmm (batched)": many_torch_bmm,
+    "jaxreg fit_many (vmap)": many_jax,
+}

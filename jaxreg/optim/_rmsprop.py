@@ -1,0 +1,170 @@
+"""RMSprop with torch.optim.RMSprop's arguments, defaults, checks and update rule."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxreg import _checks
+from jaxreg.optim import _base
+from jaxreg.optim._base import host, like
+
+
+@_base.register_state
+class RMSpropState(NamedTuple):
+    """State of `rmsprop`.
+
+    Attributes:
+      step: int32 scalar, updates done so far (torch keeps it too; the rule does not use it).
+      square_avg: running average of `g * g`, a pytree like params.
+      momentum_buffer: a pytree like params when `momentum > 0`, else None.
+      grad_avg: running average of `g` when `centered`, else None.
+      hyperparams: `{"lr", "alpha", "eps", "weight_decay", "momentum"}`, 0-d arrays of the
+        parameters' dtype.
+    """
+
+    step: jax.Array
+    square_avg: Any
+    momentum_buffer: Any
+    grad_avg: Any
+    hyperparams: dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class RMSpropInit:
+    """`rmsprop(...).init`. Equal for any numbers: `momentum`, `centered` are structural."""
+
+    momentum: bool
+    centered: bool
+    hyperparams: dict[str, Any] = dataclasses.field(compare=False, hash=False)
+
+    def __call__(self, params: Any) -> RMSpropState:
+        dtype = _checks.float_dtype_of(params)
+        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
+        return RMSpropState(
+            step=jnp.zeros([], jnp.int32),
+            square_avg=zeros(),
+            momentum_buffer=zeros() if self.momentum else None,
+            grad_avg=zeros() if self.centered else None,
+            hyperparams=_base.hyper_arrays(self.hyperparams, dtype),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RMSpropUpdate:
+    """`rmsprop(...).update(grads, state, params=None)`; hyperparameters come from `state`."""
+
+    momentum: bool
+    centered: bool
+    weight_decay: bool
+    maximize: bool
+
+    def __call__(
+        self, updates: Any, state: RMSpropState, params: Any = None
+    ) -> tuple[Any, RMSpropState]:
+        _base.check_state(state, RMSpropState, "rmsprop")
+        hp = state.hyperparams
+        g = updates
+        if self.maximize:
+            g = jax.tree.map(jnp.negative, g)
+        if self.weight_decay:  # grad.add(param, alpha=weight_decay)
+            _base.require_params(params, "rmsprop", "weight_decay != 0 adds it times param")
+            g = jax.tree.map(lambda g, p: g + like(hp["weight_decay"], p) * p, g, params)
+
+        # square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+        w = host(1) - host(hp["alpha"])
+        square_avg = jax.tree.map(
+            lambda s, g: like(w, g) * g * g + s * like(hp["alpha"], s), state.square_avg, g
+        )
+        grad_avg = state.grad_avg
+        if self.centered:  # grad_avg.lerp_(grad, 1 - alpha); square_avg.addcmul(ga, ga, -1)
+            grad_avg = jax.tree.map(lambda a, g: _base.lerp(a, g, like(w, g)), grad_avg, g)
+            avg = jax.tree.map(lambda s, a: jnp.sqrt(-a * a + s), square_avg, grad_avg)
+        else:
+            avg = jax.tree.map(jnp.sqrt, square_avg)
+        avg = jax.tree.map(lambda a: a + like(hp["eps"], a), avg)
+
+        buf = state.momentum_buffer
+        if self.momentum:  # buf.mul_(momentum).addcdiv_(grad, avg); param.add_(buf, -lr)
+            buf = jax.tree.map(lambda b, g, a: g / a + b * like(hp["momentum"], b), buf, g, avg)
+            out = jax.tree.map(lambda b: -like(hp["lr"], b) * b, buf)
+        else:  # param.addcdiv_(grad, avg, value=-lr)
+            out = jax.tree.map(lambda g, a: -like(hp["lr"], g) * g / a, g, avg)
+        step = optax.safe_int32_increment(state.step)
+        return out, RMSpropState(step, square_avg, buf, grad_avg, hp)
+
+
+def rmsprop(
+    lr: float = 1e-2,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0,
+    momentum: float = 0,
+    centered: bool = False,
+    maximize: bool = False,
+) -> optax.GradientTransformation:
+    r"""RMSprop exactly as `torch.optim.RMSprop` computes it (single-tensor path).
+
+    For each parameter `p` and gradient `g` (`s`, `a`, `b` start at 0):
+
+        g <- -g                                   if maximize
+        g <- g + weight_decay * p                 if weight_decay != 0
+        s <- alpha * s + (1 - alpha) * g * g
+        if centered:  a <- lerp(a, g, 1 - alpha);  d <- sqrt(s - a * a) + eps
+        else:         d <- sqrt(s) + eps
+        if momentum > 0:  b <- momentum * b + g / d;  p <- p - lr * b
+        else:             p <- p - lr * g / d
+
+    Where optax differs: `optax.rmsprop` adds `eps` *inside* the square root by default
+    (`g / sqrt(s + eps)`; `eps_in_sqrt=False` moves it out), calls `alpha` `decay` with
+    default 0.9 (torch: 0.99), and its momentum buffer accumulates `lr * g / d` (the
+    learning rate inside the buffer, so an `lr` change acts differently); it has no
+    weight decay or maximize. Hence a transform of its own here.
+
+    Args:
+      lr: learning rate, >= 0.
+      alpha: smoothing constant, >= 0 (torch does not check `alpha <= 1`).
+      eps: added to the denominator outside the square root, >= 0.
+      weight_decay: L2 penalty, >= 0 (`params` must be passed to `update`).
+      momentum: momentum factor, >= 0.
+      centered: normalize by the estimated variance `s - a*a` instead of `s`.
+      maximize: ascend the objective.
+
+    Returns:
+      An `optax.GradientTransformation` with state `RMSpropState`; two `rmsprop(...)`
+      that differ only in numbers compare equal.
+
+    Raises:
+      ValueError: torch's messages (`Invalid learning rate: -1`, `Invalid epsilon value:
+        -1`, `Invalid momentum value: -1`, `Invalid weight_decay value: -1`,
+        `Invalid alpha value: -1`).
+    """
+    values = {
+        name: _base.as_number(name, v)
+        for name, v in (
+            ("lr", lr),
+            ("alpha", alpha),
+            ("eps", eps),
+            ("weight_decay", weight_decay),
+            ("momentum", momentum),
+        )
+    }
+    _base.check_lr(lr)
+    _checks.check_hyper("eps", eps, what="epsilon")
+    _checks.check_hyper("momentum", momentum, what="momentum")
+    _checks.check_hyper("weight_decay", weight_decay, what="weight_decay")
+    _checks.check_hyper("alpha", alpha, what="alpha")
+    has_momentum = _base.nonzero("momentum", values["momentum"])  # torch: momentum > 0
+    return optax.GradientTransformation(
+        RMSpropInit(momentum=has_momentum, centered=bool(centered), hyperparams=values),
+        RMSpropUpdate(
+            momentum=has_momentum,
+            centered=bool(centered),
+            weight_decay=_base.nonzero("weight_decay", values["weight_decay"]),
+            maximize=bool(maximize),
+        ),
+    )

@@ -1,0 +1,186 @@
+"""The matrix: every optimizer option against torch, a covering design rather than a product.
+
+Rows are (optimizer option) x (float32, float64). Every row gets a (model, loss) pair, a
+schedule and a batching from cycles whose lengths (8, 7, 3) are coprime, offset by dtype,
+so that every optimizer option meets both dtypes, every loss meets both dtypes and several
+optimizers, every schedule meets several optimizers, and mini-batches (a shuffling torch
+`DataLoader`, replayed with `fit(order=...)`) meet several optimizers of every family.
+`EXTRA` adds what the cycles do not reach: in-order and `drop_last` batches, two outputs,
+`reduction="sum"`, `smooth_l1` with `beta=0`. `tests/test_parity_matrix.py` checks the
+coverage claims.
+
+Every run has 100 updates (full batch: 100 epochs; mini-batches: 25 epochs of 4 batches of
+at most 16 rows from 50 rows, the last batch of each epoch 2 rows), starting from torch's
+own `nn.Linear` init.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from parity.scenario import Data, Scenario, TorchInit
+
+# (option name, optimizer, torch kwargs)
+OPTIONS: list[tuple[str, str, dict]] = [
+    ("sgd", "sgd", dict(lr=0.05)),
+    ("sgd-momentum", "sgd", dict(lr=0.02, momentum=0.9)),
+    ("sgd-dampening", "sgd", dict(lr=0.02, momentum=0.9, dampening=0.5)),
+    ("sgd-nesterov", "sgd", dict(lr=0.02, momentum=0.9, nesterov=True)),
+    ("sgd-weight_decay", "sgd", dict(lr=0.05, weight_decay=0.1)),
+    ("sgd-maximize", "sgd", dict(lr=0.01, momentum=0.5, maximize=True)),
+    ("adam", "adam", dict(lr=0.01)),
+    ("adam-amsgrad", "adam", dict(lr=0.01, amsgrad=True)),
+    ("adam-weight_decay", "adam", dict(lr=0.01, weight_decay=0.1)),
+    ("adam-betas-eps-maximize", "adam", dict(lr=0.005, betas=(0.8, 0.9), eps=1e-6, maximize=True)),
+    ("adamw", "adamw", dict(lr=0.01)),
+    ("adamw-amsgrad", "adamw", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    ("rmsprop", "rmsprop", dict(lr=0.002)),
+    ("rmsprop-centered", "rmsprop", dict(lr=0.002, centered=True)),
+    ("rmsprop-momentum", "rmsprop", dict(lr=0.001, momentum=0.9)),
+    ("rmsprop-centered-momentum-wd", "rmsprop", dict(lr=0.001, alpha=0.98, centered=True, momentum=0.5, weight_decay=0.1)),
+    ("adagrad", "adagrad", dict(lr=0.1)),
+    ("adagrad-lr_decay", "adagrad", dict(lr=0.1, lr_decay=0.01)),
+    ("adagrad-initial_accumulator_value", "adagrad", dict(lr=0.1, initial_accumulator_value=0.5)),
+    ("adagrad-weight_decay-eps", "adagrad", dict(lr=0.1, weight_decay=0.1, eps=1e-8)),
+]  # fmt: skip
+
+# (model, loss, loss kwargs)
+LOSS_CYCLE: list[tuple[str, str, dict]] = [
+    ("linear", "mse", {}),
+    ("logistic", "bce", {}),
+    ("linear", "huber", {"delta": 1.0}),
+    ("logits", "bce_with_logits", {}),
+    ("linear", "l1", {}),
+    ("linear", "sse", {}),
+    ("linear", "smooth_l1", {"beta": 0.5}),
+    ("logistic", "mse", {}),
+]
+
+
+def _schedule(name: str | None, epochs: int) -> tuple[str | None, dict]:
+    """Schedule arguments scaled to the run's length in epochs (100 full batch, 25 mini-batch)."""
+    return name, {
+        None: {},
+        "StepLR": dict(step_size=epochs // 3, gamma=0.5),
+        "MultiStepLR": dict(milestones=[epochs // 5, 3 * epochs // 5], gamma=0.3),
+        "ExponentialLR": dict(gamma=0.98),
+        "CosineAnnealingLR": dict(T_max=epochs // 2, eta_min=1e-4),
+        "LinearLR": dict(start_factor=0.5, end_factor=1.0, total_iters=epochs // 2),
+    }[name]
+
+
+SCHEDULE_CYCLE = [None, "StepLR", None, "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR"]
+BATCH_CYCLE = [None, None, 16]
+
+N_FULL, N_MINI = 64, 50
+TRUE_W = np.array([[1.5, -2.0, 2.5]])
+INTERCEPT = -2.0
+
+
+def regression_data(n: int, outputs: int = 1, seed: int = 0):
+    """x (n, 3) standard normal, y (n, outputs) = x @ W.T - 2 + 0.5 noise (NumPy, seeded)."""
+
+    def build(dtype: np.dtype, path: Path) -> Data:
+        rng = np.random.default_rng((seed, n, outputs))
+        x = rng.standard_normal((n, 3))
+        w = np.vstack([TRUE_W, -TRUE_W[:, ::-1]])[:outputs]
+        y = x @ w.T + INTERCEPT + 0.5 * rng.standard_normal((n, outputs))
+        return Data(x.astype(dtype), y.astype(dtype))
+
+    return build
+
+
+def classification_data(n: int, seed: int = 0):
+    """x (n, 2) standard normal, y (n, 1) ~ Bernoulli(sigmoid(2 x0 - x1 + 0.5)) (NumPy, seeded)."""
+
+    def build(dtype: np.dtype, path: Path) -> Data:
+        rng = np.random.default_rng((seed, n, 2))
+        x = rng.standard_normal((n, 2))
+        p = 1 / (1 + np.exp(-(x @ np.array([2.0, -1.0]) + 0.5)))
+        y = (rng.random(n) < p).astype(np.float64)[:, None]
+        return Data(x.astype(dtype), y.astype(dtype))
+
+    return build
+
+
+def make(
+    option: str,
+    model: str,
+    loss: str,
+    loss_kwargs: dict,
+    schedule: str | None,
+    batch_size: int | None,
+    dtype: str,
+    *,
+    seed: int,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    outputs: int = 1,
+) -> Scenario:
+    """One matrix scenario; its name spells out all of the above."""
+    _, optimizer, kwargs = next(o for o in OPTIONS if o[0] == option)
+    n = N_MINI if batch_size else N_FULL
+    epochs = 25 if batch_size else 100
+    data = regression_data(n, outputs) if model == "linear" else classification_data(n)
+    in_features = 3 if model == "linear" else 2
+    summed = loss == "sse" or loss_kwargs.get("reduction") == "sum"
+    if summed and optimizer == "sgd":
+        kwargs = {**kwargs, "lr": kwargs["lr"] / (batch_size or n)}  # same step as the mean
+    sched, sched_kwargs = _schedule(schedule, epochs)
+    batching = "full" if not batch_size else f"mb{batch_size}" + ("" if shuffle else "-inorder") + (
+        "-droplast" if drop_last else ""
+    )
+    parts = [option, model, loss + (f"-out{outputs}" if outputs > 1 else ""), sched or "const", batching]
+    if loss_kwargs.get("reduction") == "sum" or loss_kwargs.get("beta") == 0:
+        parts[2] += "-" + "-".join(f"{k}{v}" for k, v in loss_kwargs.items())
+    return Scenario(
+        name="m-" + "-".join(parts) + ("-f32" if dtype == "float32" else "-f64"),
+        source="matrix",
+        data=data,
+        init=TorchInit(seed, in_features, outputs),
+        model=model,
+        loss=loss,
+        loss_kwargs=tuple(loss_kwargs.items()),
+        optimizer=optimizer,
+        opt_kwargs=tuple(kwargs.items()),
+        schedule=sched,
+        schedule_kwargs=tuple(sched_kwargs.items()),
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        shuffle_seed=seed,
+        drop_last=drop_last,
+        dtype=dtype,
+        note=f"matrix: {option}",
+    )
+
+
+EXTRA = [
+    dict(option="sgd-momentum", model="linear", loss="mse", loss_kwargs={}, schedule="StepLR",
+         batch_size=16, dtype="float64", shuffle=False),
+    dict(option="adam", model="logits", loss="bce_with_logits", loss_kwargs={}, schedule=None,
+         batch_size=16, dtype="float32", drop_last=True),
+    dict(option="adam", model="linear", loss="mse", loss_kwargs={}, schedule="ExponentialLR",
+         batch_size=None, dtype="float64", outputs=2),
+    dict(option="rmsprop", model="linear", loss="huber", loss_kwargs={"delta": 0.5}, schedule=None,
+         batch_size=16, dtype="float32", outputs=2),
+    dict(option="sgd", model="linear", loss="mse", loss_kwargs={"reduction": "sum"}, schedule="LinearLR",
+         batch_size=None, dtype="float64"),
+    dict(option="sgd-nesterov", model="linear", loss="smooth_l1", loss_kwargs={"beta": 0.0},
+         schedule="CosineAnnealingLR", batch_size=None, dtype="float32"),
+]  # fmt: skip
+
+
+def matrix_scenarios() -> list[Scenario]:
+    out = []
+    for j, (option, _, _) in enumerate(OPTIONS):
+        for d, dtype in enumerate(("float32", "float64")):
+            model, loss, loss_kwargs = LOSS_CYCLE[(j + 3 * d) % len(LOSS_CYCLE)]
+            schedule = SCHEDULE_CYCLE[(j + 2 * d) % len(SCHEDULE_CYCLE)]
+            batch = BATCH_CYCLE[(j + d) % len(BATCH_CYCLE)]
+            out.append(make(option, model, loss, loss_kwargs, schedule, batch, dtype, seed=2 * j + d))
+    for i, extra in enumerate(EXTRA):
+        out.append(make(**extra, seed=1000 + i))
+    return out

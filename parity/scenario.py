@@ -1,0 +1,229 @@
+"""What a parity scenario is: one description, and the trajectory each side turns it into.
+
+A `Scenario` describes a training run completely (data, initial parameters, model, loss,
+optimizer, schedule, batching, length, dtype) and also *how the torch program is written*
+(`form`, `torch_loss`, `update`), because the tutorials differ exactly there: manual
+`.data` updates, `torch.no_grad()` updates, `optim.SGD([W, b])`, `nn.Linear` in an
+`nn.Module`, `torch.mv`, ... . `parity.problem.materialize` turns it into concrete NumPy
+arrays (`Problem`) that both sides receive; `parity.torch_side.run` and
+`parity.jax_side.run` each turn (scenario, problem) into a `Trajectory`; `parity.compare`
+compares two trajectories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+DTYPES = ("float32", "float64")
+SOURCES = ("seed", "matrix")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+LOSSES = ("mse", "sse", "l1", "huber", "smooth_l1", "bce", "bce_with_logits")
+MODELS = ("linear", "logistic", "logits")
+UPDATES = ("optim", "data", "no_grad")
+SCHEDULES = ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
+
+
+class Data(NamedTuple):
+    """Training data in the shapes the *torch* program uses.
+
+    Attributes:
+      x: (n, in) or (n,) (the Celsius tutorial's 20 temperatures).
+      y: (n, 1) or (n,) (`torch.mv`'s targets, the Celsius targets).
+      feature: (n,) the one input feature to plot against, or None (several features).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    feature: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchInit:
+    """Initial parameters drawn by torch's own `nn.Linear` init after `torch.manual_seed(seed)`.
+
+    Both sides get the same numbers: `parity.problem.materialize` creates the layer once and
+    copies its tensors (`parity.interop.params_from_torch`) into the problem.
+    """
+
+    seed: int
+    in_features: int
+    out_features: int = 1
+    bias: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """One training run, described once for both frameworks.
+
+    Attributes:
+      name: unique, e.g. "t1-line-optim-sgd-f32"; `--only` matches it.
+      source: "seed" (a tutorial's workflow) or "matrix" (the optimizer/loss/dtype matrix).
+      data: `(dtype: np.dtype, data_path: Path) -> Data`, NumPy arrays in torch's shapes.
+      init: the initial parameters, by their torch names, in the order the torch program
+        lists them (`{"W": ..., "b": ...}`; the order is `optim.SGD([b, w])`'s order), each
+        an array or a `(dtype) -> array` callable; or a `TorchInit` (torch's own init).
+      form: how the torch program computes its prediction (`parity.forms.FORMS`):
+        "nn.Linear", "nn.Module", "x*W+b", "b+w*x", "torch.mv", "X@What", "x*w.t()+b".
+      model: what follows the affine map: "linear" (nothing), "logistic" (`sigmoid`),
+        "logits" (nothing; the loss takes logits). The jax side uses `jr.linear.predict`,
+        `jr.logistic.predict`, `jr.logistic.logits`.
+      loss, loss_kwargs: the `jaxreg.losses` function and its keyword arguments.
+      torch_loss: how the torch program writes the loss (`parity.torch_side.TORCH_LOSSES`),
+        e.g. "F.mse_loss", "nn.MSELoss()(y_pred.view_as(y), y)", "torch.mean((h - y) ** 2)".
+      optimizer, opt_kwargs: the `torch.optim` class (lower-cased) / `jaxreg.optim` function
+        and its arguments, with torch's names.
+      update: "optim" (`optimizer.step()`), "data" (`p.data = p.data - lr * p.grad.data`),
+        "no_grad" (`with torch.no_grad(): p -= p.grad * lr; p.grad.zero_()`). The last two are
+        plain SGD written by hand; the jax side uses `jr.optim.sgd(lr)`.
+      schedule, schedule_kwargs: a `torch.optim.lr_scheduler` / `jaxreg.schedules` class name
+        and its arguments; stepped after every epoch.
+      epochs: passes over the data (full batch: the number of updates).
+      batch_size: None for full batch, else torch `DataLoader(batch_size=...)`.
+      shuffle: mini-batches shuffled by a `torch.Generator().manual_seed(shuffle_seed)`.
+      drop_last: the DataLoader's `drop_last`.
+      dtype: "float32" or "float64".
+      phases: `((epochs, lr), ...)` for a program that trains, then continues training at
+        another learning rate (the Celsius tutorial); overrides `epochs` and `lr`.
+      lesson: the name of an autograd lesson (`parity.lessons`) instead of a training run.
+      note: the tutorial line this scenario reproduces, for the report.
+    """
+
+    name: str
+    source: str
+    data: Callable[..., Data]
+    init: Mapping[str, Any] | TorchInit
+    form: str = "nn.Linear"
+    model: str = "linear"
+    loss: str = "mse"
+    loss_kwargs: tuple[tuple[str, Any], ...] = ()
+    torch_loss: str | None = None
+    optimizer: str = "sgd"
+    opt_kwargs: tuple[tuple[str, Any], ...] = ()
+    update: str = "optim"
+    schedule: str | None = None
+    schedule_kwargs: tuple[tuple[str, Any], ...] = ()
+    epochs: int = 100
+    batch_size: int | None = None
+    shuffle: bool = True
+    shuffle_seed: int = 0
+    drop_last: bool = False
+    dtype: str = "float32"
+    phases: tuple[tuple[int, float], ...] | None = None
+    lesson: str | None = None
+    note: str = ""
+
+    def __post_init__(self):
+        _check_choice("source", self.source, SOURCES)
+        _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("model", self.model, MODELS)
+        _check_choice("loss", self.loss, LOSSES)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("update", self.update, UPDATES)
+        if self.schedule is not None:
+            _check_choice("schedule", self.schedule, SCHEDULES)
+        if self.update != "optim" and (self.optimizer != "sgd" or set(self.opts) - {"lr"}):
+            raise ValueError(f"{self.name}: update={self.update!r} is plain SGD: only lr allowed")
+        if self.phases is not None and (self.batch_size or self.schedule):
+            raise ValueError(f"{self.name}: phases are for full-batch runs without schedules")
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        return dict(self.opt_kwargs)
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(e for e, _ in self.phases) if self.phases else self.epochs
+
+    @property
+    def family(self) -> str:
+        """The tolerance family: "lesson", "sgd" (incl. hand-written SGD) or "adaptive"."""
+        if self.lesson is not None:
+            return "lesson"
+        return "sgd" if self.optimizer == "sgd" else "adaptive"
+
+    def describe(self) -> str:
+        """One line: optimizer, loss, schedule and batching, for `--list` and the report."""
+        if self.lesson is not None:
+            return f"autograd lesson {self.lesson}"
+        opt = ", ".join(f"{k}={v}" for k, v in self.opt_kwargs)
+        parts = [f"{self.optimizer}({opt})" if self.update == "optim" else f"manual {self.update}"]
+        parts.append(self.torch_loss or self.loss + _kw(self.loss_kwargs))
+        if self.schedule:
+            parts.append(self.schedule + _kw(self.schedule_kwargs))
+        if self.batch_size:
+            how = "shuffled" if self.shuffle else "in order"
+            parts.append(f"batches of {self.batch_size} {how}" + (", drop_last" if self.drop_last else ""))
+        return "; ".join(parts)
+
+
+class Perturbation(NamedTuple):
+    """A deliberate error on the jax side, to show that the comparison has teeth.
+
+    Attributes:
+      lr_factor: multiplies every learning rate (1.001: a learning rate off by 0.1%).
+      pred_offset: added to every prediction (1e-4: a prediction off by 1e-4).
+      loss_scale: multiplies the loss (and so its gradient).
+    """
+
+    lr_factor: float = 1.0
+    pred_offset: float = 0.0
+    loss_scale: float = 1.0
+
+    @property
+    def active(self) -> bool:
+        return self != Perturbation()
+
+
+class Problem(NamedTuple):
+    """A scenario made concrete: the NumPy arrays both sides start from.
+
+    Attributes:
+      data: `Data` in torch's shapes and the scenario's dtype.
+      params: {torch name: array} in torch's shapes, the initial parameters.
+      order: (epochs, n) int64 row order of each epoch, as the torch DataLoader yields it
+        (shuffled mini-batches only; else None).
+    """
+
+    data: Data
+    params: dict[str, np.ndarray]
+    order: np.ndarray | None
+
+
+@dataclasses.dataclass
+class Trajectory:
+    """What one side computed, step by step.
+
+    Attributes:
+      losses: (steps,) the loss at the parameters before each update (torch's
+        `loss.item()`); for a lesson, the value of the differentiated expression.
+      params: {torch name: (steps, *shape)} the parameters after each update, by the torch
+        program's names and shapes on both sides; for a lesson, the printed gradients.
+      seconds: wall time of the run (the jax side includes compilation).
+      meta: notes for the report (e.g. the shape of torch's prediction).
+    """
+
+    losses: np.ndarray
+    params: dict[str, np.ndarray]
+    seconds: float = 0.0
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return int(self.losses.shape[0])
+
+
+def _check_choice(what: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"Scenario {what} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _kw(kwargs: tuple[tuple[str, Any], ...]) -> str:
+    return "(" + ", ".join(f"{k}={v}" for k, v in kwargs) + ")" if kwargs else ""
