@@ -88,11 +88,17 @@ def _row(p, name, make, data, args, floor) -> dict:
         if args.smoke:
             reps = 3
         t = measure(
-            runner.run, sync=runner.sync, work=runner.work, repeats=reps,
+            runner.run,
+            sync=runner.sync,
+            work=runner.work,
+            repeats=reps,
             warmup=1 if args.smoke else 2,
             max_seconds=2 if args.smoke else (6 if args.quick else 20),
         )
         row["timing"] = t.as_dict()
+        if runner.setup_s is not None:  # compiled before the first timed call
+            row["timing"]["first_s"] = runner.setup_s
+            row["timing"]["compile_s"] = max(0.0, runner.setup_s - t.median * runner.work)
         row["steps_per_call"] = runner.work
         if floor:
             row["floor_share"] = floor["floor_s"] / t.median
@@ -116,7 +122,9 @@ def _many(args) -> list[dict]:
             dev = _torch_device(args.device) if "torch" in name else args.device
             runner = make(mp, data, dev)
             t = measure(
-                runner.run, sync=runner.sync, work=runner.work,
+                runner.run,
+                sync=runner.sync,
+                work=runner.work,
                 repeats=3 if args.smoke else (5 if args.quick else 10),
                 max_seconds=2 if args.smoke else 20,
             )
@@ -131,9 +139,11 @@ def _many(args) -> list[dict]:
             traceback.print_exc()
         out.append(row)
         t = row.get("timing")
-        print(f"{mp.name:32s} {name:26s} "
-              + (f"{t['median'] * 1e3:10.3f} ms/step (all models)" if t else row.get("error", "")),
-              flush=True)
+        print(
+            f"{mp.name:32s} {name:26s} "
+            + (f"{t['median'] * 1e3:10.3f} ms/step (all models)" if t else row.get("error", "")),
+            flush=True,
+        )
     return out
 
 
@@ -151,8 +161,11 @@ def _fmt_time(s: float) -> str:
 def _print_row(row: dict) -> None:
     t = row.get("timing")
     if t is None:
-        print(f"{row['problem']:28s} {row['backend']:18s} "
-              f"{row.get('unsupported') or row.get('error')}", flush=True)
+        print(
+            f"{row['problem']:28s} {row['backend']:18s} "
+            f"{row.get('unsupported') or row.get('error')}",
+            flush=True,
+        )
         return
     extra = f"  x{row['x_torch_eager']:.3g} vs eager" if "x_torch_eager" in row else ""
     if "floor_share" in row:
@@ -223,36 +236,77 @@ def targets(results: dict) -> list[dict]:
         return rows.get((problem, backend), {}).get("x_torch_eager")
 
     for problem, need in (
-        ("linear n=3 d=1", 300), ("linear n=100 d=3", 300), ("logistic n=100 d=3", 100),
+        ("linear n=3 d=1", 300),
+        ("linear n=100 d=3", 300),
+        ("logistic n=100 d=3", 100),
     ):
         r = ratio(problem, "jaxreg fit")
         if r is not None:
-            out.append({"target": f"fit ≥{need}× torch eager, {problem}",
-                        "measured": f"{r:.0f}×", "met": r >= need})
+            out.append(
+                {
+                    "target": f"fit ≥{need}× torch eager, {problem}",
+                    "measured": f"{r:.0f}×",
+                    "met": r >= need,
+                }
+            )
     for (problem, backend), row in rows.items():
-        if backend == "jaxreg make_step" and row.get("size") == "tutorial" and "x_torch_eager" in row:
+        if (
+            backend == "jaxreg make_step"
+            and row.get("size") == "tutorial"
+            and "x_torch_eager" in row
+        ):
             r = row["x_torch_eager"]
-            out.append({"target": f"make_step ≥5× torch eager, {problem}",
-                        "measured": f"{r:.1f}×", "met": r >= 5})
+            out.append(
+                {
+                    "target": f"make_step ≥5× torch eager, {problem}",
+                    "measured": f"{r:.1f}×",
+                    "met": r >= 5,
+                }
+            )
         if backend == "jaxreg fit" and row.get("timing"):
             c = row["timing"]["compile_s"]
-            out.append({"target": f"first compile of fit < 1 s, {problem}",
-                        "measured": f"{c:.2f} s", "met": c < 1})
+            out.append(
+                {
+                    "target": f"first compile of fit < 1 s, {problem}",
+                    "measured": f"{c:.2f} s",
+                    "met": c < 1,
+                }
+            )
         if backend == "jaxreg fit" and row.get("size") == "large" and row.get("timing"):
             r = row.get("x_torch_eager", 0)
-            out.append({"target": f"fit ≥2× torch eager, {problem}",
-                        "measured": f"{r:.2f}×", "met": r >= 2})
+            out.append(
+                {
+                    "target": f"fit ≥2× torch eager, {problem}",
+                    "measured": f"{r:.2f}×",
+                    "met": r >= 2,
+                }
+            )
             s = row.get("floor_share", 0)
-            out.append({"target": f"fit ≥75% of the one-read floor, {problem}",
-                        "measured": f"{s * 100:.0f}%", "met": s >= 0.75})
+            out.append(
+                {
+                    "target": f"fit ≥75% of the one-read floor, {problem}",
+                    "measured": f"{s * 100:.0f}%",
+                    "met": s >= 0.75,
+                }
+            )
     for r in results.get("many", []):
         if r["backend"].startswith("jaxreg") and r.get("timing"):
             a = r.get("x_torch loop over models", 0)
             b = r.get("x_torch bmm (batched)", 0)
-            out.append({"target": f"fit_many ≥100× torch loop, {r['problem']}",
-                        "measured": f"{a:.0f}×", "met": a >= 100})
-            out.append({"target": f"fit_many faster than torch bmm, {r['problem']}",
-                        "measured": f"{b:.2f}×", "met": b > 1})
+            out.append(
+                {
+                    "target": f"fit_many ≥100× torch loop, {r['problem']}",
+                    "measured": f"{a:.0f}×",
+                    "met": a >= 100,
+                }
+            )
+            out.append(
+                {
+                    "target": f"fit_many faster than torch bmm, {r['problem']}",
+                    "measured": f"{b:.2f}×",
+                    "met": b > 1,
+                }
+            )
     return out
 
 
@@ -267,8 +321,9 @@ def _parse(argv):
     ap.add_argument("--plot", metavar="FILE.png", help="steps/s vs size, one line per backend")
     ap.add_argument("--markdown", metavar="FILE.md", help="write the results table")
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    ap.add_argument("--sizes", default="tutorial,middle,large",
-                    help="comma-separated: tutorial, middle, large")
+    ap.add_argument(
+        "--sizes", default="tutorial,middle,large", help="comma-separated: tutorial, middle, large"
+    )
     ap.add_argument("--only", help="only backends whose name contains this (torch eager always)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--no-many", action="store_true", help="skip the many-models benchmark")
@@ -291,8 +346,10 @@ def _meta(args) -> dict:
 
     import jaxreg
 
-    gpu = {"torch": bool(torch.cuda.is_available()),
-           "jax": any(d.platform == "gpu" for d in jax.devices())}
+    gpu = {
+        "torch": bool(torch.cuda.is_available()),
+        "jax": any(d.platform == "gpu" for d in jax.devices()),
+    }
     if args.device == "gpu" and gpu["torch"]:
         device = f"GPU: {torch.cuda.get_device_name(0)}"
     else:
@@ -305,8 +362,10 @@ def _meta(args) -> dict:
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "versions": {
-            "jaxreg": jaxreg.__version__, "jax": jax.__version__,
-            "jaxlib": jaxlib.__version__, "torch": torch.__version__,
+            "jaxreg": jaxreg.__version__,
+            "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "torch": torch.__version__,
             "numpy": np.__version__,
         },
         "torch_threads": torch.get_num_threads(),

@@ -11,6 +11,7 @@ returns something to synchronise on.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -79,7 +80,9 @@ def make_data(p: Problem, seed: int = 0) -> Data:
     torch.manual_seed(seed)
     layer = torch.nn.Linear(p.d, 1)
     return Data(
-        x, y.astype(np.float32), layer.weight.detach().numpy().copy(),
+        x,
+        y.astype(np.float32),
+        layer.weight.detach().numpy().copy(),
         layer.bias.detach().numpy().copy(),
     )
 
@@ -90,6 +93,7 @@ class Runner:
     sync: Callable[[Any], None]
     work: int  # steps per run()
     note: str = ""
+    setup_s: float | None = None  # one-off work done before the first timed call (compile)
 
 
 class Unsupported(Exception):
@@ -151,10 +155,12 @@ def torch_compiled(p: Problem, data: Data, device: str) -> Runner:
                 step()
             return loss
 
-        run()  # compile here, so that a failure is reported as "unsupported"
+        t0 = time.perf_counter()
+        torch_sync(device)(run())  # compile here, so that a failure is reported as unsupported
+        setup = time.perf_counter() - t0
     except Exception as e:  # torch raises many kinds (BackendCompilerFailed, ...)
         raise Unsupported(f"torch.compile failed: {type(e).__name__}: {str(e)[:300]}") from e
-    return Runner(run, torch_sync(device), p.block)
+    return Runner(run, torch_sync(device), p.block, note="first call = compile", setup_s=setup)
 
 
 # ------------------------------------------------------------------------------ jax
@@ -297,7 +303,9 @@ def many_torch_loop(mp: ManyProblem, data, device: str) -> Runner:
 
     # per "step of all M models": (time for k models x steps) * M / k / steps
     return Runner(
-        run, torch_sync(device), mp.steps * k / mp.models,
+        run,
+        torch_sync(device),
+        mp.steps * k / mp.models,
         note=f"timed {k} models, scaled to {mp.models}",
     )
 

@@ -15,7 +15,7 @@ def plot(results: dict, path: str | Path) -> None:
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(6 * max(1, len(models)), 4.5))
     axes = [axes] if len(models) <= 1 else list(axes)
-    for ax, model in zip(axes, models):
+    for ax, model in zip(axes, models, strict=False):
         for backend in dict.fromkeys(r["backend"] for r in rows if r["model"] == model):
             pts = sorted(
                 (r["n"] * r["d"], r["timing"]["per_second"], r["timing"]["q1"], r["timing"]["q3"])
@@ -24,8 +24,8 @@ def plot(results: dict, path: str | Path) -> None:
             )
             xs = [p[0] for p in pts]
             ys = [p[1] for p in pts]
-            lo = [max(0.0, y - 1 / p[3]) for y, p in zip(ys, pts)]  # IQR of steps/s
-            hi = [max(0.0, 1 / p[2] - y) for y, p in zip(ys, pts)]
+            lo = [max(0.0, y - 1 / p[3]) for y, p in zip(ys, pts, strict=True)]  # IQR of steps/s
+            hi = [max(0.0, 1 / p[2] - y) for y, p in zip(ys, pts, strict=True)]
             ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=backend)
         ax.set_xscale("log")
         ax.set_yscale("log")

@@ -171,15 +171,15 @@ class _Flat:
 
     def ravel(self, tree):
         leaves = jax.tree.leaves(tree)
-        vec = [jnp.ravel(leaf) for leaf, v in zip(leaves, self.in_vec) if v]
-        others = tuple(leaf for leaf, v in zip(leaves, self.in_vec) if not v)
+        vec = [jnp.ravel(leaf) for leaf, v in zip(leaves, self.in_vec, strict=True) if v]
+        others = tuple(leaf for leaf, v in zip(leaves, self.in_vec, strict=True) if not v)
         return jnp.concatenate(vec).astype(self.dtype), others
 
     def unravel(self, carry):
         vec, others = carry
         others = iter(others)
         leaves, at = [], 0
-        for shape, size, v in zip(self.shapes, self.sizes, self.in_vec):
+        for shape, size, v in zip(self.shapes, self.sizes, self.in_vec, strict=True):
             if v:
                 leaves.append(vec[at : at + size].reshape(shape))
                 at += size

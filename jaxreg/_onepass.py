@@ -187,7 +187,9 @@ def _materialize(*arrays):
     """
     pairs = tuple(jnp.stack([a, jnp.zeros_like(a)]) for a in arrays)
     zeros = tuple(jnp.zeros((), a.dtype) for a in arrays)
-    return lax.reduce(pairs, zeros, lambda p, q: tuple(u + v for u, v in zip(p, q)), (0,))
+    return lax.reduce(
+        pairs, zeros, lambda p, q: tuple(u + v for u, v in zip(p, q, strict=True)), (0,)
+    )
 
 
 def _variadic_sum(terms):
@@ -197,7 +199,9 @@ def _variadic_sum(terms):
     partial sum and its sum; it leaves variadic reductions alone.)
     """
     zeros = tuple(jnp.zeros((), t.dtype) for t in terms)
-    return lax.reduce(tuple(terms), zeros, lambda a, b: tuple(p + q for p, q in zip(a, b)), (0,))
+    return lax.reduce(
+        tuple(terms), zeros, lambda a, b: tuple(p + q for p, q in zip(a, b, strict=True)), (0,)
+    )
 
 
 def _block_rows(n: int, d: int, itemsize: int) -> int:

@@ -106,7 +106,13 @@ def fit(
     if schedule is not None:
         from jaxreg import optim
 
-        base_lr = float(optim.get_hyperparams(opt_state)["lr"])
+        # torch's schedulers start from the Python float the optimizer was built with; the
+        # state holds it rounded to the params' dtype, so prefer the builder's exact value.
+        exact = getattr(getattr(tx, "init", None), "hyperparams", None)
+        if isinstance(exact, dict) and "lr" in exact:
+            base_lr = float(exact["lr"])
+        else:
+            base_lr = float(optim.get_hyperparams(opt_state)["lr"])
         lrs = jnp.asarray(schedule.lrs(base_lr, spec.epochs), dtype)
     spec = dataclasses.replace(spec, has_schedule=lrs is not None)
     bar = _progress_bar(spec) if spec.progress_every else None

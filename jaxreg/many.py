@@ -43,10 +43,13 @@ class ManyResult(NamedTuple):
 
     def model(self, m: int):
         """Model m's results as `fit` would return them (a `jaxreg.FitResult`)."""
+
         def pick(tree):
             return None if tree is None else jax.tree.map(lambda a: a[m], tree)
 
-        return FitResult(pick(self.params), pick(self.opt_state), self.losses[m], pick(self.history))
+        return FitResult(
+            pick(self.params), pick(self.opt_state), self.losses[m], pick(self.history)
+        )
 
 
 def fit_many(
@@ -96,7 +99,11 @@ def fit_many(
     if opt_state is None:
         opt_state = jax.vmap(tx.init)(params)
     spec = _loop.LoopSpec(
-        epochs=int(steps), batch_size=x.shape[1], n_full=1, remainder=0, mode="full",
+        epochs=int(steps),
+        batch_size=x.shape[1],
+        n_full=1,
+        remainder=0,
+        mode="full",
         record=record_history,
     )
     p, s, losses, history = _run(params, opt_state, x, y, loss_fn=loss_fn, tx=tx, spec=spec)

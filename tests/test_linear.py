@@ -56,8 +56,10 @@ def assert_within(actual, expected, ulps, scale):
 # --- init and zeros -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("in_f,out_f,bias", [(1, 1, True), (3, 1, False), (5, 4, True)])
+@pytest.mark.parametrize(
+    "in_f,out_f,bias,dtype",
+    [(1, 1, True, np.float64), (3, 1, False, np.float32), (5, 4, True, np.float32)],
+)
 def test_init_shapes_dtype_and_bounds(in_f, out_f, bias, dtype):
     p = jr.linear.init(jax.random.key(0), in_f, out_f, bias=bias, dtype=dtype)
     assert isinstance(p, jr.linear.Params)
@@ -75,7 +77,7 @@ def test_init_shapes_dtype_and_bounds(in_f, out_f, bias, dtype):
 
 
 def test_init_bounds_are_attained_and_scale_with_in_features():
-    for in_f in (1, 4, 100):
+    for in_f in (1, 100):
         w = np.asarray(jr.linear.init(jax.random.key(in_f), in_f, 2000).weight)
         bound = 1 / math.sqrt(in_f)
         # 2000 * in_f draws: max |w| within 0.5% of the bound unless P < (0.995)**2000 ~ 4e-5
@@ -276,7 +278,8 @@ def test_objective_gradients_match_finite_differences(name):
     for _ in range(3):
         v = jax.tree.map(lambda a: rng.normal(size=a.shape), params)
         directional = sum(
-            float(jnp.vdot(g, d)) for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(v))
+            float(jnp.vdot(g, d))
+            for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(v), strict=True)
         )
         plus = jax.tree.map(lambda a, d: a + FD_STEP * d, params, v)
         minus = jax.tree.map(lambda a, d: a - FD_STEP * d, params, v)

@@ -31,8 +31,13 @@ OBJECTIVES = [
     ("bce", jr.logistic.predict, jr.losses.bce, {}, True),
     ("bce-sum", jr.logistic.predict, jr.losses.bce, {"reduction": "sum"}, True),
     ("bce_with_logits", jr.logistic.logits, jr.losses.bce_with_logits, {}, True),
-    ("bce_with_logits-pw", jr.logistic.logits, jr.losses.bce_with_logits, {"pos_weight": 2.0},
-     True),
+    (
+        "bce_with_logits-pw",
+        jr.logistic.logits,
+        jr.losses.bce_with_logits,
+        {"pos_weight": 2.0},
+        True,
+    ),
     ("sigmoid-mse", jr.logistic.predict, jr.losses.mse, {}, True),
 ]
 
@@ -60,7 +65,7 @@ def _force(monkeypatch, formulation):
 
 
 def _assert_close(got, want, rtol):
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         g, w = np.asarray(g), np.asarray(w)
         assert g.shape == w.shape and g.dtype == w.dtype
         scale = max(float(np.max(np.abs(w))), np.finfo(w.dtype).tiny)
@@ -70,12 +75,17 @@ def _assert_close(got, want, rtol):
 @pytest.mark.parametrize("formulation", ["small", "blocked"])
 @pytest.mark.parametrize("out", [1, 3])
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize(("name", "predict", "loss", "kwargs", "probs"), OBJECTIVES,
-                         ids=[o[0] for o in OBJECTIVES])
-@pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, FLOAT64_RTOL), (np.float32, FLOAT32_RTOL)],
-                         ids=["float64", "float32"])
-def test_matches_value_and_grad(monkeypatch, formulation, out, bias, name, predict, loss,
-                                kwargs, probs, dtype, rtol):
+@pytest.mark.parametrize(
+    ("name", "predict", "loss", "kwargs", "probs"), OBJECTIVES, ids=[o[0] for o in OBJECTIVES]
+)
+@pytest.mark.parametrize(
+    ("dtype", "rtol"),
+    [(np.float64, FLOAT64_RTOL), (np.float32, FLOAT32_RTOL)],
+    ids=["float64", "float32"],
+)
+def test_matches_value_and_grad(
+    monkeypatch, formulation, out, bias, name, predict, loss, kwargs, probs, dtype, rtol
+):
     _force(monkeypatch, formulation)
     obj = jr.objective(predict, loss, **kwargs)
     params, x, y = _problem(300, 4, out, bias, dtype, probs)
@@ -90,8 +100,11 @@ def test_small_any_row_count(n):
     obj = jr.objective(jr.linear.predict, jr.losses.mse)
     params, x, y = _problem(n, 3, 1, True, np.float64, False)
     assert _onepass._plan(obj, params, x, y)[0] == "small"
-    _assert_close(_onepass.value_and_grad(obj, params, x, y),
-                  jax.value_and_grad(obj)(params, x, y), FLOAT64_RTOL)
+    _assert_close(
+        _onepass.value_and_grad(obj, params, x, y),
+        jax.value_and_grad(obj)(params, x, y),
+        FLOAT64_RTOL,
+    )
 
 
 @pytest.mark.parametrize("n", [100, 101, 130])
@@ -101,8 +114,11 @@ def test_blocked_n_not_divisible_by_block(monkeypatch, n):
     params, x, y = _problem(n, 1, 1, True, np.float64, True)
     rows = _onepass._block_rows(n, 1, 8)
     assert n % rows != 0 and n // rows >= 2  # several blocks and a short last one
-    _assert_close(_onepass.value_and_grad(obj, params, x, y),
-                  jax.value_and_grad(obj)(params, x, y), FLOAT64_RTOL)
+    _assert_close(
+        _onepass.value_and_grad(obj, params, x, y),
+        jax.value_and_grad(obj)(params, x, y),
+        FLOAT64_RTOL,
+    )
 
 
 def test_falls_back_for_what_it_does_not_know():
@@ -110,7 +126,7 @@ def test_falls_back_for_what_it_does_not_know():
     custom = jr.objective(lambda p, x: x @ p.weight.T, jr.losses.mse)
     assert _onepass._plan(custom, params, x, y) is None
     as_dict = {"weight": params.weight, "bias": params.bias}
-    obj = jr.objective(lambda p, x: x @ p["weight"].T + p["bias"], jr.losses.mse)
+    obj = jr.objective(lambda p, x: x @ p["weight"].T + p["bias"][None, :], jr.losses.mse)
     assert _onepass._plan(obj, as_dict, x, y) is None
     v, g = _onepass.value_and_grad(obj, as_dict, x, y)
     v2, g2 = jax.value_and_grad(obj)(as_dict, x, y)
@@ -191,7 +207,7 @@ def test_fit_mixed_dtype_and_dict_params():
     y = x @ np.array([[1.0], [2.0]])
 
     def loss(p, x, y):
-        return jnp.mean((x @ p["w"].astype(jnp.float64) + p["b"] - y) ** 2)
+        return jnp.mean((x @ p["w"].astype(jnp.float64) + p["b"][None, :] - y) ** 2)
 
     params = {"w": jnp.zeros((2, 1), jnp.float32), "b": jnp.zeros((1,), jnp.float64)}
     res = jr.fit(loss, optax.sgd(0.1), params, x, y, steps=5)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -71,7 +72,17 @@ def test_float32_celsius_prediction_offset_is_below_float32_resolution():
     assert not twin.passed
 
 
-def test_replacing_jaxreg_linear_predict_is_noticed(monkeypatch):
+@pytest.fixture
+def fresh_traces():
+    """jit caches key on the objective, not on the functions it calls: a replaced
+    `linear.predict` inside an unchanged `logistic.predict` needs a new trace, and the
+    traces made with the replacement must not outlive the test."""
+    jax.clear_caches()
+    yield
+    jax.clear_caches()
+
+
+def test_replacing_jaxreg_linear_predict_is_noticed(fresh_traces, monkeypatch):
     """The jax side really calls jaxreg: a wrong `jaxreg.linear.predict` fails linear and
     logistic scenarios alike (logistic.predict goes through it)."""
     right = jr.linear.predict
@@ -86,7 +97,7 @@ def test_replacing_jaxreg_linear_predict_is_noticed(monkeypatch):
         assert not parity.run(parity.get(n)).passed, n
 
 
-def test_replacing_a_jaxreg_loss_is_noticed(monkeypatch):
+def test_replacing_a_jaxreg_loss_is_noticed(fresh_traces, monkeypatch):
     right = jr.losses.mse
     monkeypatch.setattr(
         jr.losses, "mse", lambda p, t, **kw: right(p, t, **kw) * jnp.float32(1.0001)
