@@ -140,19 +140,22 @@ def torch_eager(p: Problem, data: Data, device: str) -> Runner:
 
 
 def torch_compiled(p: Problem, data: Data, device: str) -> Runner:
-    """`torch.compile` of the forward + loss (backward by AOTAutograd) and of `opt.step`."""
+    """`torch.compile` of the forward + loss (backward by AOTAutograd); `opt.step` eager.
+
+    Also compiling `opt.step` (`torch.compile(opt.step)`) was slower here: it graph-breaks
+    on a profiler `record_function` and added 300-600 µs a step (benchmarks/NOTES.md).
+    """
     torch, x, y, model, opt = _torch_setup(p, data, device)
     loss_fn = _torch_loss(torch, p)
     try:
         fwd = torch.compile(lambda x, y: loss_fn(model(x), y))
-        step = torch.compile(opt.step)
 
         def run():
             for _ in range(p.block):
                 opt.zero_grad()
                 loss = fwd(x, y)
                 loss.backward()
-                step()
+                opt.step()
             return loss
 
         t0 = time.perf_counter()

@@ -3,7 +3,8 @@
 Every loss takes `(pred, target)` of exactly the same shape; where torch would broadcast
 (n,) against (n, 1) into (n, n) with a warning, these raise `ValueError` naming both shapes.
 Integer or bool targets are promoted to the prediction's float dtype. `reduction` is
-"mean" (torch's default), "sum" or "none" (the elementwise losses, in `pred`'s shape).
+"mean" (torch's default), "sum" or "none" (the elementwise losses, in `pred`'s shape);
+"mean" divides the sum by n exactly as torch does (see `mean`).
 """
 
 from __future__ import annotations
@@ -81,14 +82,18 @@ def mean(x: jax.Array) -> jax.Array:
     return jnp.sum(x) / n
 
 
+def _check_reduction(reduction: str, fn: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{fn}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
 def _reduce(loss: jax.Array, reduction: str, fn: str) -> jax.Array:
+    _check_reduction(reduction, fn)
     if reduction == "mean":
         return mean(loss)
     if reduction == "sum":
         return jnp.sum(loss)
-    if reduction == "none":
-        return loss
-    raise ValueError(f"{fn}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return loss
 
 
 def mse(pred: jax.Array, target: jax.Array, *, reduction: Reduction = "mean") -> jax.Array:
@@ -101,6 +106,7 @@ def mse(pred: jax.Array, target: jax.Array, *, reduction: Reduction = "mean") ->
     Returns:
       A scalar (or the elementwise squares for "none").
     """
+    _check_reduction(reduction, "mse")
     pred, target, _ = _prepare("mse", pred, target)
     return _reduce(jnp.square(pred - target), reduction, "mse")
 
@@ -116,6 +122,7 @@ def sse(pred: jax.Array, target: jax.Array) -> jax.Array:
 
 def l1(pred: jax.Array, target: jax.Array, *, reduction: Reduction = "mean") -> jax.Array:
     """Mean absolute error `mean(|pred - target|)`: `F.l1_loss`. Its gradient at 0 is 0."""
+    _check_reduction(reduction, "l1")
     pred, target, _ = _prepare("l1", pred, target)
     return _reduce(_abs(pred - target), reduction, "l1")
 
@@ -130,6 +137,7 @@ def huber(
     """
     if not delta > 0:
         raise ValueError(f"huber: delta must be positive, got {delta}")
+    _check_reduction(reduction, "huber")
     pred, target, _ = _prepare("huber", pred, target)
     d = pred - target
     a = _abs(d)
@@ -146,6 +154,7 @@ def smooth_l1(
     """
     if not beta >= 0:  # also catches NaN
         raise ValueError(f"smooth_l1: beta must be non-negative, got {beta}")
+    _check_reduction(reduction, "smooth_l1")
     pred, target, _ = _prepare("smooth_l1", pred, target)
     a = _abs(pred - target)
     if beta == 0:
@@ -214,6 +223,7 @@ def bce(
       weight: optional rescaling, broadcastable to prob's shape.
       reduction: "mean", "sum" or "none".
     """
+    _check_reduction(reduction, "bce")
     prob, target, weight = _prepare("bce", prob, target, weight)
     loss = _bce_elementwise(prob, target)
     if weight is not None:
@@ -283,6 +293,7 @@ def bce_with_logits(
       reduction: "mean", "sum" or "none".
     """
     fn = "bce_with_logits"
+    _check_reduction(reduction, fn)
     logits, target, weight = _prepare(fn, logits, target, weight)
     if pos_weight is None:
         loss = _bce_logits_elementwise(logits, target)

@@ -28,6 +28,7 @@ jax.config.update("jax_enable_x64", True)
 from parity.compare import Comparison, Deviation, ParityError, compare  # noqa: E402
 from parity.registry import all_scenarios, get, select  # noqa: E402
 from parity.scenario import (  # noqa: E402
+    NO_PERTURBATION,
     Data,
     Perturbation,
     Problem,
@@ -38,6 +39,7 @@ from parity.scenario import (  # noqa: E402
 from parity.tolerances import Tolerance, default_tolerance, tolerance_for  # noqa: E402
 
 __all__ = [
+    "NO_PERTURBATION",
     "Comparison",
     "Data",
     "Deviation",
@@ -69,7 +71,7 @@ def verify(*args, **kwargs):
     return _verify(*args, **kwargs)
 
 
-def run(scenario, *, data_path=None, perturb=Perturbation()):
+def run(scenario, *, data_path=None, perturb=NO_PERTURBATION):
     """Run one scenario (torch side, jax side, comparison): a `parity.runner.Result`."""
     from parity.runner import run_scenario
 

@@ -5,6 +5,7 @@
     python -m parity --only 't5*' --only adam --dtype float64
     python -m parity --json parity.json --report parity-report/
     python -m parity --perturb lr=1.001    # break the jax side on purpose: it must FAIL
+    python -m parity -j 2                  # two worker processes
 
 Exit status: 0 all passed, 1 a scenario failed (or raised), 2 bad usage or missing data.
 """
@@ -12,6 +13,7 @@ Exit status: 0 all passed, 1 a scenario failed (or raised), 2 bad usage or missi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -45,14 +47,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--only",
         action="append",
         metavar="PATTERN",
-        help="run scenarios whose name matches (a glob if it has *?[, else a substring); repeatable",
+        help="scenarios whose name matches (a glob if it has *?[, else a substring); repeatable",
     )
     p.add_argument("--dtype", choices=DTYPES, help="only float32 or only float64 scenarios")
     p.add_argument("--source", choices=SOURCES, help="only the tutorials (seed) or the matrix")
     p.add_argument("--json", metavar="FILE", help="write one JSON object per scenario to FILE")
     p.add_argument("--report", metavar="DIR", help="write summary.md and PNG plots to DIR")
     p.add_argument(
-        "--data", metavar="PATH", help=f"regression.csv for the real-data scenarios (or ${DATA_ENV})"
+        "--data",
+        metavar="PATH",
+        help=f"regression.csv for the real-data scenarios (or ${DATA_ENV})",
     )
     p.add_argument(
         "--perturb",
@@ -61,8 +65,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KIND=VALUE",
         help="deliberately break the jax side (lr=1.001, pred=1e-4, loss=1.0001) to see it fail",
     )
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run scenarios in N worker processes (default 1); each compares its own torch run",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error("--jobs must be at least 1")
     try:
         args.perturbation = _perturbation(args.perturb)
     except argparse.ArgumentTypeError as e:
@@ -80,6 +94,43 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="scenario", file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
+def _run_all(scenarios, args, bar) -> list:
+    """Each scenario's `Result` (or exception), in the scenarios' order."""
+    from parity.runner import outcome, outcome_by_name
+
+    if args.jobs == 1:
+        outcomes = []
+        for s in scenarios:
+            if bar is not None:
+                bar.set_description(s.name[:50])
+            outcomes.append(outcome(s, args.data, args.perturbation))
+            if bar is not None:
+                bar.update()
+        return outcomes
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process with XLA threads
+    pool = ProcessPoolExecutor(args.jobs, mp_context=ctx)
+    try:
+        futures = {
+            pool.submit(outcome_by_name, s.name, args.data, args.perturbation): i
+            for i, s in enumerate(scenarios)
+        }
+        outcomes = [None] * len(scenarios)
+        for f in as_completed(futures):
+            i = futures[f]
+            out = f.result()
+            if not isinstance(out, BaseException):
+                out = dataclasses.replace(out, scenario=scenarios[i])
+            outcomes[i] = out
+            if bar is not None:
+                bar.update()
+        return outcomes
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scenarios = select(only=args.only, dtype=args.dtype, source=args.source)
@@ -92,32 +143,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from parity import report
-    from parity.runner import run_scenario
 
     tty = sys.stdout.isatty() and sys.stderr.isatty()
     bar = _progress(len(scenarios), tty and not args.no_progress)
-    results, rows = [], []
     start = time.perf_counter()
-    for s in scenarios:
+    try:
+        outcomes = _run_all(scenarios, args, bar)
+    except DataNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
         if bar is not None:
-            bar.set_description(s.name[:50])
-        try:
-            res = run_scenario(s, data_path=args.data, perturb=args.perturbation)
-        except DataNotFoundError as e:
-            if bar is not None:
-                bar.close()
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        except Exception as e:  # a side that raises is a failing scenario, not a crash
-            rows.append(report.error_row(s, e))
-        else:
-            results.append(res)
-            rows.append(report.row(res))
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
+            bar.close()
     elapsed = time.perf_counter() - start
+    results = [o for o in outcomes if not isinstance(o, BaseException)]
+    rows = [
+        report.error_row(s, o) if isinstance(o, BaseException) else report.row(o)
+        for s, o in zip(scenarios, outcomes, strict=True)
+    ]
 
     print(report.table(rows))
     failed = [r["name"] for r in rows if not r["passed"]]

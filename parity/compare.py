@@ -140,16 +140,16 @@ def compare(name: str, torch: Trajectory, jax: Trajectory, tolerance: Tolerance)
             f"{name}: torch made {torch.losses.shape[0]} steps, jax {jax.losses.shape[0]}"
         )
     if set(torch.params) != set(jax.params):
-        raise ValueError(f"{name}: parameter names differ: torch {list(torch.params)}, jax {list(jax.params)}")
+        raise ValueError(
+            f"{name}: parameter names differ: torch {list(torch.params)}, jax {list(jax.params)}"
+        )
     quantities = {"loss": (torch.losses, jax.losses)}
     for k in torch.params:
         t, j = np.asarray(torch.params[k]), np.asarray(jax.params[k])
         if t.shape != j.shape:
             raise ValueError(f"{name}: {k} has shape {t.shape} in torch and {j.shape} in jax")
         quantities[k] = (t, j)
-    deviations = {
-        k: Deviation(k, _abs_dev(t, j), _scale(t)) for k, (t, j) in quantities.items()
-    }
+    deviations = {k: Deviation(k, _abs_dev(t, j), _scale(t)) for k, (t, j) in quantities.items()}
     return Comparison(name, torch.steps, deviations, tolerance)
 
 

@@ -71,12 +71,24 @@ FORMS: dict[str, Form] = {
     for f in (
         Form("nn.Linear", "nn.Linear(in, out)(x)", "weight", "bias", "out_in"),
         Form("nn.Linear-nobias", "nn.Linear(in, 1, bias=False)(x)", "weight", None, "out_in"),
-        Form("nn.Module", "LinearRegressionModel(nn.Module) with self.linear", "weight", "bias", "out_in"),
+        Form(
+            "nn.Module",
+            "LinearRegressionModel(nn.Module) with self.linear",
+            "weight",
+            "bias",
+            "out_in",
+        ),
         Form("x*W+b", "x * W + b  (W, b: zeros(1))", "W", "b", "flat"),
         Form("b+w*x", "b + w * x  (optim.SGD([b, w]))", "w", "b", "flat"),
         Form("torch.mv", "torch.mv(X, w)  (w: (k,))", "w", None, "flat"),
         Form("X@What", "X @ What  (What: (k, 1))", "What", None, "col"),
-        Form("x*w.t()+b", "x * w.t() + b  (x: (n,), w: (1, 1); prediction (1, n))", "w", "b", "out_in"),
+        Form(
+            "x*w.t()+b",
+            "x * w.t() + b  (x: (n,), w: (1, 1); prediction (1, n))",
+            "w",
+            "b",
+            "out_in",
+        ),
     )
 }
 

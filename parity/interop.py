@@ -33,7 +33,11 @@ def find_linear(module: torch.nn.Module) -> torch.nn.Linear:
         return module
     found = [(n, m) for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
     if len(found) != 1:
-        what = "no nn.Linear" if not found else f"{len(found)} nn.Linear layers ({', '.join(n for n, _ in found)})"
+        what = (
+            "no nn.Linear"
+            if not found
+            else f"{len(found)} nn.Linear layers ({', '.join(n for n, _ in found)})"
+        )
         raise ValueError(
             f"{type(module).__name__} has {what}; jaxreg's Params hold one linear layer. "
             "Pass that layer itself (e.g. model.linear) or its state_dict()."

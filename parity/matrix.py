@@ -6,8 +6,9 @@ so that every optimizer option meets both dtypes, every loss meets both dtypes a
 optimizers, every schedule meets several optimizers, and mini-batches (a shuffling torch
 `DataLoader`, replayed with `fit(order=...)`) meet several optimizers of every family.
 `EXTRA` adds what the cycles do not reach: in-order and `drop_last` batches, two outputs,
-`reduction="sum"`, `smooth_l1` with `beta=0`. `tests/test_parity_matrix.py` checks the
-coverage claims.
+`reduction="sum"`, `smooth_l1` with `beta=0`, and the jax side written as a Python loop
+over `jr.make_step` (with mini-batches and a schedule) instead of one `jr.fit`.
+`tests/test_parity_matrix.py` checks the coverage claims.
 
 Every run has 100 updates (full batch: 100 epochs; mini-batches: 25 epochs of 4 batches of
 at most 16 rows from 50 rows, the last batch of each epoch 2 rows), starting from torch's
@@ -39,12 +40,16 @@ OPTIONS: list[tuple[str, str, dict]] = [
     ("rmsprop", "rmsprop", dict(lr=0.002)),
     ("rmsprop-centered", "rmsprop", dict(lr=0.002, centered=True)),
     ("rmsprop-momentum", "rmsprop", dict(lr=0.001, momentum=0.9)),
-    ("rmsprop-centered-momentum-wd", "rmsprop", dict(lr=0.001, alpha=0.98, centered=True, momentum=0.5, weight_decay=0.1)),
+    (
+        "rmsprop-centered-momentum-wd",
+        "rmsprop",
+        dict(lr=0.001, alpha=0.98, centered=True, momentum=0.5, weight_decay=0.1),
+    ),
     ("adagrad", "adagrad", dict(lr=0.1)),
     ("adagrad-lr_decay", "adagrad", dict(lr=0.1, lr_decay=0.01)),
     ("adagrad-initial_accumulator_value", "adagrad", dict(lr=0.1, initial_accumulator_value=0.5)),
     ("adagrad-weight_decay-eps", "adagrad", dict(lr=0.1, weight_decay=0.1, eps=1e-8)),
-]  # fmt: skip
+]
 
 # (model, loss, loss kwargs)
 LOSS_CYCLE: list[tuple[str, str, dict]] = [
@@ -71,7 +76,15 @@ def _schedule(name: str | None, epochs: int) -> tuple[str | None, dict]:
     }[name]
 
 
-SCHEDULE_CYCLE = [None, "StepLR", None, "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR"]
+SCHEDULE_CYCLE = [
+    None,
+    "StepLR",
+    None,
+    "MultiStepLR",
+    "ExponentialLR",
+    "CosineAnnealingLR",
+    "LinearLR",
+]
 BATCH_CYCLE = [None, None, 16]
 
 N_FULL, N_MINI = 64, 50
@@ -118,6 +131,7 @@ def make(
     shuffle: bool = True,
     drop_last: bool = False,
     outputs: int = 1,
+    jax_loop: str = "fit",
 ) -> Scenario:
     """One matrix scenario; its name spells out all of the above."""
     _, optimizer, kwargs = next(o for o in OPTIONS if o[0] == option)
@@ -129,10 +143,22 @@ def make(
     if summed and optimizer == "sgd":
         kwargs = {**kwargs, "lr": kwargs["lr"] / (batch_size or n)}  # same step as the mean
     sched, sched_kwargs = _schedule(schedule, epochs)
-    batching = "full" if not batch_size else f"mb{batch_size}" + ("" if shuffle else "-inorder") + (
-        "-droplast" if drop_last else ""
+    batching = (
+        "full"
+        if not batch_size
+        else f"mb{batch_size}"
+        + ("" if shuffle else "-inorder")
+        + ("-droplast" if drop_last else "")
     )
-    parts = [option, model, loss + (f"-out{outputs}" if outputs > 1 else ""), sched or "const", batching]
+    parts = [
+        option,
+        model,
+        loss + (f"-out{outputs}" if outputs > 1 else ""),
+        sched or "const",
+        batching,
+    ]
+    if jax_loop != "fit":
+        parts.append(jax_loop)
     if loss_kwargs.get("reduction") == "sum" or loss_kwargs.get("beta") == 0:
         parts[2] += "-" + "-".join(f"{k}{v}" for k, v in loss_kwargs.items())
     return Scenario(
@@ -153,24 +179,91 @@ def make(
         shuffle_seed=seed,
         drop_last=drop_last,
         dtype=dtype,
+        jax_loop=jax_loop,
         note=f"matrix: {option}",
     )
 
 
 EXTRA = [
-    dict(option="sgd-momentum", model="linear", loss="mse", loss_kwargs={}, schedule="StepLR",
-         batch_size=16, dtype="float64", shuffle=False),
-    dict(option="adam", model="logits", loss="bce_with_logits", loss_kwargs={}, schedule=None,
-         batch_size=16, dtype="float32", drop_last=True),
-    dict(option="adam", model="linear", loss="mse", loss_kwargs={}, schedule="ExponentialLR",
-         batch_size=None, dtype="float64", outputs=2),
-    dict(option="rmsprop", model="linear", loss="huber", loss_kwargs={"delta": 0.5}, schedule=None,
-         batch_size=16, dtype="float32", outputs=2),
-    dict(option="sgd", model="linear", loss="mse", loss_kwargs={"reduction": "sum"}, schedule="LinearLR",
-         batch_size=None, dtype="float64"),
-    dict(option="sgd-nesterov", model="linear", loss="smooth_l1", loss_kwargs={"beta": 0.0},
-         schedule="CosineAnnealingLR", batch_size=None, dtype="float32"),
-]  # fmt: skip
+    dict(
+        option="sgd-momentum",
+        model="linear",
+        loss="mse",
+        loss_kwargs={},
+        schedule="StepLR",
+        batch_size=16,
+        dtype="float64",
+        shuffle=False,
+    ),
+    dict(
+        option="adam",
+        model="logits",
+        loss="bce_with_logits",
+        loss_kwargs={},
+        schedule=None,
+        batch_size=16,
+        dtype="float32",
+        drop_last=True,
+    ),
+    dict(
+        option="adam",
+        model="linear",
+        loss="mse",
+        loss_kwargs={},
+        schedule="ExponentialLR",
+        batch_size=None,
+        dtype="float64",
+        outputs=2,
+    ),
+    dict(
+        option="rmsprop",
+        model="linear",
+        loss="huber",
+        loss_kwargs={"delta": 0.5},
+        schedule=None,
+        batch_size=16,
+        dtype="float32",
+        outputs=2,
+    ),
+    dict(
+        option="sgd",
+        model="linear",
+        loss="mse",
+        loss_kwargs={"reduction": "sum"},
+        schedule="LinearLR",
+        batch_size=None,
+        dtype="float64",
+    ),
+    dict(
+        option="adam-amsgrad",
+        model="logistic",
+        loss="bce",
+        loss_kwargs={},
+        schedule="StepLR",
+        batch_size=16,
+        dtype="float32",
+        jax_loop="make_step",
+    ),
+    dict(
+        option="rmsprop-centered",
+        model="linear",
+        loss="huber",
+        loss_kwargs={"delta": 1.0},
+        schedule="CosineAnnealingLR",
+        batch_size=16,
+        dtype="float64",
+        jax_loop="make_step",
+    ),
+    dict(
+        option="sgd-nesterov",
+        model="linear",
+        loss="smooth_l1",
+        loss_kwargs={"beta": 0.0},
+        schedule="CosineAnnealingLR",
+        batch_size=None,
+        dtype="float32",
+    ),
+]
 
 
 def matrix_scenarios() -> list[Scenario]:
@@ -180,7 +273,9 @@ def matrix_scenarios() -> list[Scenario]:
             model, loss, loss_kwargs = LOSS_CYCLE[(j + 3 * d) % len(LOSS_CYCLE)]
             schedule = SCHEDULE_CYCLE[(j + 2 * d) % len(SCHEDULE_CYCLE)]
             batch = BATCH_CYCLE[(j + d) % len(BATCH_CYCLE)]
-            out.append(make(option, model, loss, loss_kwargs, schedule, batch, dtype, seed=2 * j + d))
+            out.append(
+                make(option, model, loss, loss_kwargs, schedule, batch, dtype, seed=2 * j + d)
+            )
     for i, extra in enumerate(EXTRA):
         out.append(make(**extra, seed=1000 + i))
     return out

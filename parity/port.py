@@ -31,6 +31,7 @@ from parity.interop import find_linear, params_from_torch
 from parity.problem import dataloader_order
 from parity.scenario import Scenario, Trajectory
 from parity.tolerances import Tolerance, default_tolerance
+from parity.torch_side import single_threaded
 
 
 def _numpy(a: Any) -> np.ndarray:
@@ -103,7 +104,8 @@ def verify(
         case the scenario is run and all other arguments but `data_path` are ignored.
       torch_loss_fn: `(prediction, target) -> scalar tensor`, e.g. `F.mse_loss`.
       torch_optimizer: built on `torch_model.parameters()`.
-      jax_loss_fn: `(params, x, y) -> scalar`, e.g. `jr.objective(jr.linear.predict, jr.losses.mse)`.
+      jax_loss_fn: `(params, x, y) -> scalar`, e.g.
+        `jr.objective(jr.linear.predict, jr.losses.mse)`.
       jax_tx: the optax transformation, e.g. `jr.optim.sgd(lr=0.1)`.
       x, y: the data (NumPy or torch), in the shapes the torch program uses.
       steps: full batch: the number of updates. Or
@@ -162,19 +164,22 @@ def verify(
             generator=torch.Generator().manual_seed(seed),
         )
     losses, history = [], {k: [] for k in named}
-    for _ in range(epochs):
-        for xb, yb in loader:
-            torch_optimizer.zero_grad()
-            loss = torch_loss_fn(torch_model(xb), yb)
-            loss.backward()
-            torch_optimizer.step()
-            losses.append(loss.item())
-            for k, p in named.items():
-                history[k].append(p.detach().cpu().numpy().copy())
-        if torch_scheduler is not None:
-            torch_scheduler.step()
+    with single_threaded():
+        for _ in range(epochs):
+            for xb, yb in loader:
+                torch_optimizer.zero_grad()
+                loss = torch_loss_fn(torch_model(xb), yb)
+                loss.backward()
+                torch_optimizer.step()
+                losses.append(loss.item())
+                for k, p in named.items():
+                    history[k].append(p.detach().cpu().numpy().copy())
+            if torch_scheduler is not None:
+                torch_scheduler.step()
     t = Trajectory(
-        np.asarray(losses), {k: np.stack(v) for k, v in history.items()}, time.perf_counter() - start
+        np.asarray(losses),
+        {k: np.stack(v) for k, v in history.items()},
+        time.perf_counter() - start,
     )
 
     # jax

@@ -19,7 +19,16 @@ from parity.compare import format_float
 from parity.forms import FORMS, line_of
 from parity.runner import Result
 
-COLUMNS = ("scenario", "source", "dtype", "steps", "max abs dev", "max rel dev", "tolerance", "result")
+COLUMNS = (
+    "scenario",
+    "source",
+    "dtype",
+    "steps",
+    "max abs dev",
+    "max rel dev",
+    "tolerance",
+    "result",
+)
 
 
 def row(result: Result) -> dict[str, Any]:
@@ -39,7 +48,12 @@ def row(result: Result) -> dict[str, Any]:
         "worst_quantity": w.name,
         "worst_step": w.worst_step,
         "deviations": {
-            k: {"max_abs": _json_float(d.max_abs), "max_rel": _json_float(d.max_rel), "worst_step": d.worst_step, "scale": d.scale}
+            k: {
+                "max_abs": _json_float(d.max_abs),
+                "max_rel": _json_float(d.max_rel),
+                "worst_step": d.worst_step,
+                "scale": d.scale,
+            }
             for k, d in c.deviations.items()
         },
         "optimizer": s.optimizer if s.lesson is None else None,
@@ -47,7 +61,7 @@ def row(result: Result) -> dict[str, Any]:
         "note": s.note,
         "torch_seconds": round(result.torch.seconds, 4),
         "jax_seconds": round(result.jax.seconds, 4),
-    }  # fmt: skip
+    }
 
 
 def error_row(scenario, error: BaseException) -> dict[str, Any]:
@@ -84,7 +98,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             _cell(r["max_abs_dev"]),
             _cell(r["max_rel_dev"]),
             f"{r['tolerance']:.0e}",
-            ("PASS" if r["passed"] else "FAIL") + ("" if "error" not in r else f"  ({r['error'][:120]})"),
+            ("PASS" if r["passed"] else "FAIL")
+            + ("" if "error" not in r else f"  ({r['error'][:120]})"),
         )
         for r in rows
     ]
@@ -113,7 +128,9 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name) + ".png"
 
 
-def write_report(directory: str | os.PathLike, results: Sequence[Result], rows: Sequence[dict]) -> Path:
+def write_report(
+    directory: str | os.PathLike, results: Sequence[Result], rows: Sequence[dict]
+) -> Path:
     """`summary.md` (the table, the tolerances, one section per scenario) and a PNG each.
 
     Each figure shows torch's and jax's loss and parameter trajectories overlaid (torch
@@ -173,10 +190,10 @@ def _figure(plt, res: Result):
     ax.legend(fontsize=7)
     ax = axes[2]
     for k, d in c.deviations.items():
-        rel = np.maximum(d.rel_by_step, 1e-18)
+        rel = np.where(d.rel_by_step > 0, d.rel_by_step, np.nan)  # exact agreement: not drawn
         ax.semilogy(steps, rel, label=k)
     ax.axhline(c.tolerance.rtol, color="k", ls=":", label=f"tolerance {c.tolerance.rtol:.0e}")
-    ax.set(title="relative deviation |jax - torch| / scale", xlabel="step")
+    ax.set(title="relative deviation |jax - torch| / scale (0: not drawn)", xlabel="step")
     ax.legend(fontsize=7)
     if panels == 4:
         _fitted(axes[3], res, feature)
@@ -197,6 +214,8 @@ def _fitted(ax, res: Result, feature: np.ndarray) -> None:
         final = {k: v[-1] for k, v in traj.params.items()}
         slope, intercept = line_of(form, final, column)
         z = slope * xs + intercept
-        ax.plot(xs, 1 / (1 + np.exp(-z)) if s.model == "logistic" else z, style, label=f"{side} fit")
+        ax.plot(
+            xs, 1 / (1 + np.exp(-z)) if s.model == "logistic" else z, style, label=f"{side} fit"
+        )
     ax.set(title="fitted model", xlabel="x", ylabel="y")
     ax.legend(fontsize=7)

@@ -7,7 +7,7 @@ import os
 
 from parity.compare import Comparison, compare
 from parity.problem import materialize
-from parity.scenario import Perturbation, Problem, Scenario, Trajectory
+from parity.scenario import NO_PERTURBATION, Perturbation, Problem, Scenario, Trajectory
 from parity.tolerances import tolerance_for
 
 
@@ -36,7 +36,7 @@ def run_scenario(
     scenario: Scenario,
     *,
     data_path: str | os.PathLike | None = None,
-    perturb: Perturbation = Perturbation(),
+    perturb: Perturbation = NO_PERTURBATION,
 ) -> Result:
     """Train `scenario` in torch and in jaxreg from the same start; compare every step.
 
@@ -49,3 +49,25 @@ def run_scenario(
     j = jax_side.run(scenario, problem, perturb=perturb)
     comparison = compare(scenario.name, t, j, tolerance_for(scenario))
     return Result(scenario, problem, t, j, comparison)
+
+
+def outcome(scenario: Scenario, data_path=None, perturb: Perturbation = NO_PERTURBATION):
+    """`run_scenario`'s `Result`, or the exception a side raised (a failing scenario, not a
+    crash of the whole run). A missing data file is raised: no scenario can fix it."""
+    from parity.problem import DataNotFoundError
+
+    try:
+        return run_scenario(scenario, data_path=data_path, perturb=perturb)
+    except DataNotFoundError:
+        raise
+    except Exception as e:
+        return e
+
+
+def outcome_by_name(name: str, data_path=None, perturb: Perturbation = NO_PERTURBATION):
+    """`outcome` for a worker process: found by name, returned without the Scenario (its
+    data builders are closures, which do not pickle; the caller puts it back)."""
+    from parity.registry import get
+
+    out = outcome(get(name), data_path, perturb)
+    return out if isinstance(out, BaseException) else dataclasses.replace(out, scenario=None)

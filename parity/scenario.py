@@ -21,9 +21,17 @@ import numpy as np
 DTYPES = ("float32", "float64")
 SOURCES = ("seed", "matrix")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+TORCH_NAMES = {
+    "sgd": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "rmsprop": "RMSprop",
+    "adagrad": "Adagrad",
+}
 LOSSES = ("mse", "sse", "l1", "huber", "smooth_l1", "bce", "bce_with_logits")
 MODELS = ("linear", "logistic", "logits")
 UPDATES = ("optim", "data", "no_grad")
+JAX_LOOPS = ("fit", "make_step")
 SCHEDULES = ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
 
 
@@ -89,6 +97,8 @@ class Scenario:
       phases: `((epochs, lr), ...)` for a program that trains, then continues training at
         another learning rate (the Celsius tutorial); overrides `epochs` and `lr`.
       lesson: the name of an autograd lesson (`parity.lessons`) instead of a training run.
+      jax_loop: how the jax side trains: "fit" (the whole run, one compiled program) or
+        "make_step" (a Python loop over the jitted step, `jr.optim.set_lr` per epoch).
       note: the tutorial line this scenario reproduces, for the report.
     """
 
@@ -114,6 +124,7 @@ class Scenario:
     dtype: str = "float32"
     phases: tuple[tuple[int, float], ...] | None = None
     lesson: str | None = None
+    jax_loop: str = "fit"
     note: str = ""
 
     def __post_init__(self):
@@ -129,6 +140,9 @@ class Scenario:
             raise ValueError(f"{self.name}: update={self.update!r} is plain SGD: only lr allowed")
         if self.phases is not None and (self.batch_size or self.schedule):
             raise ValueError(f"{self.name}: phases are for full-batch runs without schedules")
+        if self.schedule is not None and self.update != "optim":
+            raise ValueError(f"{self.name}: a schedule needs an optimizer (update='optim')")
+        _check_choice("jax_loop", self.jax_loop, JAX_LOOPS)
 
     @property
     def opts(self) -> dict[str, Any]:
@@ -154,18 +168,33 @@ class Scenario:
         if self.lesson is not None:
             return f"autograd lesson {self.lesson}"
         opt = ", ".join(f"{k}={v}" for k, v in self.opt_kwargs)
-        parts = [f"{self.optimizer}({opt})" if self.update == "optim" else f"manual {self.update}"]
-        parts.append(self.torch_loss or self.loss + _kw(self.loss_kwargs))
+        if self.phases:
+            opt = "lr=" + " then ".join(f"{lr} x {e}" for e, lr in self.phases)
+        parts = [
+            {
+                "optim": f"optim.{TORCH_NAMES[self.optimizer]}({opt})",
+                "data": f"p.data = p.data - lr * p.grad.data ({opt})",
+                "no_grad": f"with no_grad: p -= p.grad * lr ({opt})",
+            }[self.update],
+            self.torch_loss or self.loss + _kw(self.loss_kwargs),
+        ]
         if self.schedule:
             parts.append(self.schedule + _kw(self.schedule_kwargs))
         if self.batch_size:
             how = "shuffled" if self.shuffle else "in order"
-            parts.append(f"batches of {self.batch_size} {how}" + (", drop_last" if self.drop_last else ""))
+            drop = ", drop_last" if self.drop_last else ""
+            parts.append(f"batches of {self.batch_size} {how}{drop}")
+        parts.append(f"jax: {self.jax_loop}")
         return "; ".join(parts)
 
 
 class Perturbation(NamedTuple):
     """A deliberate error on the jax side, to show that the comparison has teeth.
+
+    The learning rate is changed in the optimizer's arguments, so that run is jaxreg's own
+    code path. A wrapped predict or loss is a function jaxreg does not know, so its
+    gradient comes from `jax.value_and_grad` instead of jaxreg's fused one-pass gradient
+    (which recognises `jr.linear.predict`, `jr.losses.mse`, ... by identity).
 
     Attributes:
       lr_factor: multiplies every learning rate (1.001: a learning rate off by 0.1%).
@@ -179,7 +208,10 @@ class Perturbation(NamedTuple):
 
     @property
     def active(self) -> bool:
-        return self != Perturbation()
+        return self != NO_PERTURBATION
+
+
+NO_PERTURBATION = Perturbation()
 
 
 class Problem(NamedTuple):

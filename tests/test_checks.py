@@ -94,21 +94,18 @@ def test_check_nonempty(shape):
     [
         (np.nan, (2, 1), "row 2, column 1"),
         (np.inf, (0, 0), "row 0, column 0"),
-        (-np.inf, (4, 2), "row 4, column 2"),
+        (-np.inf, (4, 1), "row 4, column 1"),
     ],
 )
 def test_check_finite_says_where(bad, index, where):
     x = np.ones((5, 3))
     x[index] = bad
-    x[4, 0] = np.nan  # a later bad value: the first one is reported, and the count
+    x[4, 2] = np.nan  # a later bad value: the first one is reported, with the count
     with pytest.raises(ValueError) as info:
         _checks.check_finite("x", x)
     msg = str(info.value)
-    first = min(index, (4, 0))
-    assert f"at index {first}" in msg
-    assert "2 non-finite value(s)" in msg or index == (4, 0)
-    if first == index:
-        assert where in msg
+    assert msg.startswith("x contains 2 non-finite value(s)")
+    assert f"at index {index} ({where})" in msg
 
 
 def test_check_finite_one_dimensional_and_integer():
@@ -274,11 +271,9 @@ def loaded():
     return sorted({{m.split('.')[0] for m in sys.modules}} & set({_FORBIDDEN!r}))
 import jaxreg
 print(loaded())
-import numpy as np, jax, optax, jaxreg as jr
-p = jr.linear.init(jax.random.key(0), 2)
-x = np.ones((4, 2), np.float32); y = np.ones((4, 1), np.float32)
-jr.losses.bce_with_logits(jr.logistic.logits(p, x), y)
-jr.make_step(jr.objective(jr.linear.predict, jr.losses.mse), optax.sgd(0.1))
+import numpy as np, jaxreg as jr
+p = jr.linear.zeros(2)
+jr.losses.bce_with_logits(jr.logistic.logits(p, np.ones((4, 2), np.float32)), np.ones((4, 1)))
 for name in ('optim', 'schedules', 'data', 'io', 'solve'):
     getattr(jr, name)
 print(loaded())

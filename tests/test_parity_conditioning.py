@@ -23,7 +23,9 @@ MARGIN = 4  # the scenario's own error must stay this far below its tolerance
 
 def _as_float64(problem):
     data = Data(*(None if a is None else a.astype(np.float64) for a in problem.data))
-    return problem._replace(data=data, params={k: v.astype(np.float64) for k, v in problem.params.items()})
+    return problem._replace(
+        data=data, params={k: v.astype(np.float64) for k, v in problem.params.items()}
+    )
 
 
 @pytest.mark.slow
@@ -34,9 +36,13 @@ def test_scenario_is_well_conditioned(scenario):
     run = torch_side.run(scenario, problem)
     if scenario.dtype == "float32":
         # the same numbers, computed in float64: float32's own error on this trajectory
-        reference = torch_side.run(dataclasses.replace(scenario, dtype="float64"), _as_float64(problem))
+        reference = torch_side.run(
+            dataclasses.replace(scenario, dtype="float64"), _as_float64(problem)
+        )
     else:
-        nudged = problem._replace(params={k: v * (1 + 4 * 2.0**-53) for k, v in problem.params.items()})
+        nudged = problem._replace(
+            params={k: v * (1 + 4 * 2.0**-53) for k, v in problem.params.items()}
+        )
         reference = torch_side.run(scenario, nudged)
     own = compare(scenario.name, reference, run, tol)
     assert own.max_rel * MARGIN <= tol.rtol, (

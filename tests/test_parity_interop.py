@@ -75,11 +75,11 @@ def test_params_to_torch_loads_into_module_in_place():
 
 def test_errors_are_clear():
     two = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
-    with pytest.raises(ValueError, match="2 nn.Linear layers"):
+    with pytest.raises(ValueError, match=r"2 nn\.Linear layers"):
         params_from_torch(two)
-    with pytest.raises(ValueError, match="no nn.Linear"):
+    with pytest.raises(ValueError, match=r"no nn\.Linear"):
         params_from_torch(torch.nn.ReLU())
-    with pytest.raises(TypeError, match="nn.Module or a state dict"):
+    with pytest.raises(TypeError, match=r"nn\.Module or a state dict"):
         params_from_torch([1, 2])
     with pytest.raises(ValueError, match="exactly one"):
         params_from_torch({"bias": torch.zeros(1)})

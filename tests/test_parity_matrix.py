@@ -61,7 +61,10 @@ def test_every_loss_meets_both_dtypes_and_several_optimizers(loss):
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_every_schedule_meets_several_optimizers(schedule):
     rows = [s for s in MATRIX if s.schedule == schedule]
-    assert len({s.optimizer for s in rows}) >= 2 and {s.dtype for s in rows} == {"float32", "float64"}
+    assert len({s.optimizer for s in rows}) >= 2 and {s.dtype for s in rows} == {
+        "float32",
+        "float64",
+    }
 
 
 def test_minibatches_meet_every_optimizer_and_both_dtypes():
@@ -75,3 +78,9 @@ def test_every_torch_loss_expression_is_the_jaxreg_loss_it_claims():
     for s in ALL:
         if s.lesson is None:
             torch_side.torch_loss_name(s)  # raises on a mismatch
+
+
+def test_both_jax_entry_points_are_compared():
+    for rows in (SEED, MATRIX):
+        assert {s.jax_loop for s in rows if s.lesson is None} == {"fit", "make_step"}
+    assert any(s.jax_loop == "make_step" and s.batch_size and s.schedule for s in MATRIX)

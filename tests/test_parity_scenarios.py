@@ -1,8 +1,8 @@
 """The parity scenarios, run here (torch live, every time) and compared step by step.
 
-The fast subset covers every tutorial workflow but the long ones (t6: 6000 steps, t7: 10100
-steps; they run in the full CLI run, `test_parity_cli.py`) and one matrix row of every
-optimizer family, with mini-batches and schedules.
+The fast subset covers every way t1-t5 write their torch program (the long t6 and t7 runs
+and everything else run in the full CLI run, `test_parity_cli.py`, and t7 below) and one
+matrix row of every optimizer family, with mini-batches and schedules.
 """
 
 import numpy as np
@@ -12,10 +12,23 @@ import torch
 import parity
 from parity import torch_side
 from parity.problem import materialize
-from parity.registry import all_scenarios
 
-LONG = ("t6-", "t7-")
-FAST_SEED = [s.name for s in all_scenarios() if s.source == "seed" and not s.name.startswith(LONG)]
+FAST_SEED = [  # every form, update style and torch loss expression of t1-t5, both dtypes
+    "t1-line-optim-sgd-f32",
+    "t2-line-nn-module-f64",
+    "t3-line-2x-optim-sgd-f64",
+    "t3-lesson-grad-accumulation-f32",
+    "t3-lesson-grad-2w2+5-f64",
+    "t4-mv-manual-data-f64",
+    "t4-nn-linear-mseloss-view-as-f32",
+    "t4-lesson-grad-sum-mv-f32",
+    "t5a-real-sum-manual-f64",
+    "t5b-real-mean-manual-f32",
+    "t5c-real-nn-linear-manual-f64",
+    "t5e-real-nn-linear-nobias-manual-f32",
+    "t5f-real-nn-linear-nobias-optim-sgd-f64",
+    "t5g-real-tensors-optim-sgd-b-w-f32",
+]
 FAST_MATRIX = [
     "m-sgd-momentum-linear-l1-MultiStepLR-mb16-f64",
     "m-sgd-nesterov-logits-bce_with_logits-MultiStepLR-full-f32",

@@ -40,9 +40,19 @@ def test_minibatches_and_schedule_float32():
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
     cmp = parity.verify(
-        model, F.mse_loss, opt, MSE, jr.optim.sgd(lr=0.05, momentum=0.9), x, y,
-        epochs=8, batch_size=16, seed=3, torch_scheduler=sched, jax_schedule=jr.schedules.StepLR(3, 0.5),
-    )  # fmt: skip
+        model,
+        F.mse_loss,
+        opt,
+        MSE,
+        jr.optim.sgd(lr=0.05, momentum=0.9),
+        x,
+        y,
+        epochs=8,
+        batch_size=16,
+        seed=3,
+        torch_scheduler=sched,
+        jax_schedule=jr.schedules.StepLR(3, 0.5),
+    )
     assert cmp.steps == 8 * 4 and cmp.passed, cmp.summary()
     assert cmp.tolerance.name == "float32-sgd"
 
@@ -75,7 +85,18 @@ def test_dict_params_by_torch_names_and_explicit_tolerance():
     model = Line()
     params = {"w": np.array([0.5]), "b": np.array([0.0])}
     opt = torch.optim.SGD([model.w, model.b], lr=0.1)
-    cmp = parity.verify(model, F.mse_loss, opt, loss_fn, jr.optim.sgd(lr=0.1), x, y, steps=30, params=params, tolerance=1e-13)
+    cmp = parity.verify(
+        model,
+        F.mse_loss,
+        opt,
+        loss_fn,
+        jr.optim.sgd(lr=0.1),
+        x,
+        y,
+        steps=30,
+        params=params,
+        tolerance=1e-13,
+    )
     assert cmp.passed and cmp.tolerance.rtol == 1e-13, cmp.summary()
     assert set(cmp.deviations) == {"loss", "w", "b"}
 
@@ -91,4 +112,14 @@ def test_bad_calls():
     with pytest.raises(TypeError, match="steps="):
         parity.verify(model, F.mse_loss, opt, MSE, jr.optim.sgd(lr=0.1), x, y)
     with pytest.raises(ValueError, match="named_parameters"):
-        parity.verify(model, F.mse_loss, opt, MSE, jr.optim.sgd(lr=0.1), x, y, steps=2, params={"nope": np.zeros(1)})
+        parity.verify(
+            model,
+            F.mse_loss,
+            opt,
+            MSE,
+            jr.optim.sgd(lr=0.1),
+            x,
+            y,
+            steps=2,
+            params={"nope": np.zeros(1)},
+        )
