@@ -8,6 +8,7 @@ torch loop prints. The whole loop compiled as one program is `jaxreg.fitting.fit
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -98,10 +99,20 @@ class Step:
 
     def __init__(self, loss_fn: LossFn, tx: optax.GradientTransformation, *, donate: bool):
         self.loss_fn, self.tx = loss_fn, tx
+        donate_argnums = (0, 1) if donate else ()
         self.jitted = jax.jit(
-            lambda p, s, x, y: update(loss_fn, tx, p, s, x, y),
-            donate_argnums=(0, 1) if donate else (),
+            lambda p, s, x, y: update(loss_fn, tx, p, s, x, y), donate_argnums=donate_argnums
         )
+        # The program behind __call__ does not return the optimizer's hyperparameters: they
+        # pass through a step unchanged, and returning them costs a copy each (an output may
+        # not alias an input that was not donated); __call__ puts the inputs back instead.
+        # With donation the input hyperparameters are gone after the call, so they must be
+        # returned: then the plain program serves.
+        self._fast = None
+        if not donate:
+            self._fast = jax.jit(
+                lambda p, s, x, y: _drop_hyperparams(update(loss_fn, tx, p, s, x, y))
+            )
         self._checked: tuple | None = None
 
     def __call__(self, params, opt_state, x, y):
@@ -115,7 +126,35 @@ class Step:
                 # jax arrays are immutable: remember the checked, converted pair (and keep
                 # the originals alive, so their ids cannot be reused by other arrays).
                 self._checked = (ids, (x, y), originals)
-        return self.jitted(params, opt_state, x, y)
+        if self._fast is None:
+            return self.jitted(params, opt_state, x, y)
+        params, new_state, loss = self._fast(params, opt_state, x, y)
+        return params, _restore_hyperparams(new_state, opt_state), loss
+
+
+def _drop_hyperparams(out):
+    from jaxreg.optim import is_optimizer_state
+
+    params, state, loss = out
+    state = jax.tree.map(
+        lambda s: s._replace(hyperparams=None) if is_optimizer_state(s) else s,
+        state,
+        is_leaf=is_optimizer_state,
+    )
+    return params, state, loss
+
+
+def _restore_hyperparams(new_state, old_state):
+    from jaxreg.optim import is_optimizer_state
+
+    if is_optimizer_state(new_state):  # the common case, without a tree walk
+        return new_state._replace(hyperparams=old_state.hyperparams)
+    return jax.tree.map(
+        lambda n, o: n._replace(hyperparams=o.hyperparams) if is_optimizer_state(n) else n,
+        new_state,
+        old_state,
+        is_leaf=is_optimizer_state,
+    )
 
 
 def make_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, donate: bool = False) -> Step:
@@ -147,19 +186,39 @@ def prepare_data(x, y, dtype) -> tuple[jax.Array, jax.Array]:
             f"shape {np.shape(y)}; they must have the same number of rows."
         )
     on_device = [isinstance(a, jax.Array) for a in (x, y)]
-    if not all(on_device):
-        for name, arr, dev in (("x", x, on_device[0]), ("y", y, on_device[1])):
-            if not dev:
-                _checks.check_finite(name, arr)
+    for name, arr, dev in (("x", x, on_device[0]), ("y", y, on_device[1])):
+        if not dev:
+            _checks.check_finite(name, arr)
+    unchecked = [
+        a for a, dev in zip((x, y), on_device, strict=True) if dev and not _known_finite(a)
+    ]
     x = _checks.as_data("x", x, dtype)
     y = _checks.as_data("y", y, dtype)
-    if any(on_device):
+    if unchecked:
         bad_x, bad_y = (int(c) for c in _nonfinite_counts(x, y))
         if bad_x:
             _checks.check_finite("x", x)
         if bad_y:
             _checks.check_finite("y", y)
+        for a in unchecked:
+            _remember_finite(a)
     return x, y
+
+
+# jax arrays are immutable: once an array is known to be finite it stays so. Remember
+# which (by id, with a weak reference so the id cannot be taken over by a new array), so
+# a loop of `fit` calls on the same data checks it once instead of syncing every call.
+_finite_arrays: dict[int, weakref.ref] = {}
+
+
+def _known_finite(a: jax.Array) -> bool:
+    ref = _finite_arrays.get(id(a))
+    return ref is not None and ref() is a
+
+
+def _remember_finite(a: jax.Array) -> None:
+    key = id(a)
+    _finite_arrays[key] = weakref.ref(a, lambda _: _finite_arrays.pop(key, None))
 
 
 @jax.jit

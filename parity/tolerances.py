@@ -16,16 +16,17 @@ those differences.
 
 Why they stay small, also in long runs. Gradient descent on these problems contracts: a
 difference in the parameters is multiplied by `(I - lr H)` each step, so rounding
-differences are damped rather than accumulated. The largest deviations are not in the
-parameters of long runs but in the *loss* of the 2000-row logistic runs, a mean of 2000
-terms summed in a different order: 1.5e-6 (~25 u) in float32 after up to 6000 steps,
-against <= 4.5e-7 for every other SGD run (up to the 10100-step Celsius run, 2.4e-7). So
-one float32 SGD bound serves 30 steps and 10100 steps alike.
+differences are damped rather than accumulated. Measured in float32: <= 4.5e-7 (~8 u) for
+every SGD run, the 6000-step logistic runs (2.2e-7) and the 10100-step Celsius run (2.4e-7)
+included; so one float32 SGD bound serves 30 steps and 10100 steps alike. What moves these
+numbers is the summation order, not the length: while jaxreg's one-pass gradient was being
+written, one of its versions summed the 2000-row logistic loss in another order and
+measured 1.5e-6 (~25 u) there (2.9e-15 in float64), still inside the bounds below.
 
 Why adaptive optimizers get their own bound. Adam, AdamW, RMSprop and Adagrad divide by
 the square root of a running average of g**2. For a small gradient, whose relative
 rounding error is large, that division passes the relative error straight into the
-update instead of scaling it by the small g as SGD does: measured up to 1.0e-6 in float32
+update instead of scaling it by the small g as SGD does: measured up to 8.9e-7 in float32
 over 100 steps, twice the SGD runs of the same length (4.2e-7).
 
 What float32 cannot resolve. Two correct float32 implementations can each sit anywhere
@@ -68,22 +69,23 @@ FLOAT64 = Tolerance(
     "float64",
     1e-12,
     "float64: torch and XLA order sums and FMAs differently, a few u = 1.1e-16 per step; "
-    "measured <= 2.9e-15 over every float64 run (6000-step logistic; matrix <= 1.5e-15). "
-    "1e-12 (~9000 u) leaves >= 300x room and is 1e8 below a learning rate off by 0.1%.",
+    "measured <= 1.5e-15 over every float64 run (<= 2.9e-15 with an earlier summation "
+    "order). 1e-12 (~9000 u) leaves >= 300x room and is 1e8 below a learning rate off by "
+    "0.1%.",
 )
 FLOAT32_SGD = Tolerance(
     "float32-sgd",
     1e-5,
-    "float32, SGD (optim.SGD and hand-written updates): measured jax vs torch <= 1.5e-6 "
-    "(~25 u, u = 6e-8; the loss of the 2000-row logistic runs; others <= 4.5e-7), up to "
-    "10100 steps; float32's own error (torch f32 vs torch f64) <= 2.1e-6. 1e-5 (~170 u) is "
-    "5x above that and 10x below a 1e-4 perturbation.",
+    "float32, SGD (optim.SGD and hand-written updates): measured jax vs torch <= 4.5e-7 "
+    "(~8 u, u = 6e-8) up to 10100 steps (1.5e-6 with an earlier summation order); "
+    "float32's own error (torch f32 vs torch f64) <= 2.1e-6. 1e-5 (~170 u) is 5x above "
+    "that and 10x below a 1e-4 perturbation.",
 )
 FLOAT32_ADAPTIVE = Tolerance(
     "float32-adaptive",
     2e-5,
     "float32, Adam/AdamW/RMSprop/Adagrad: dividing by sqrt(running g**2) passes the "
-    "relative rounding of small gradients into the update: measured <= 1.0e-6 in 100 steps, "
+    "relative rounding of small gradients into the update: measured <= 8.9e-7 in 100 steps, "
     "twice SGD's 4.2e-7; own error <= 1.2e-6. 2e-5 (~330 u): twice the SGD bound, 5x below a "
     "loss scaled by 1.0001.",
 )

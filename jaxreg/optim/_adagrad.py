@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxreg import _checks
@@ -42,8 +43,8 @@ class AdagradInit:
         dtype = _checks.float_dtype_of(params)
         start = self.initial_accumulator_value
         return AdagradState(
-            step=jnp.zeros([], jnp.int32),
-            sum=jax.tree.map(lambda p: jnp.full_like(p, start), params),
+            step=_base.zero_step(),
+            sum=jax.tree.map(lambda p: np.full(np.shape(p), start, p.dtype), params),
             hyperparams=_base.hyper_arrays(self.hyperparams, dtype),
         )
 

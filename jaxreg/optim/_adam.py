@@ -44,9 +44,9 @@ class AdamInit:
 
     def __call__(self, params: Any) -> AdamState:
         dtype = _checks.float_dtype_of(params)
-        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
+        zeros = lambda: _base.zeros_like(params)  # noqa: E731
         return AdamState(
-            step=jnp.zeros([], jnp.int32),
+            step=_base.zero_step(),
             exp_avg=zeros(),
             exp_avg_sq=zeros(),
             max_exp_avg_sq=zeros() if self.amsgrad else None,

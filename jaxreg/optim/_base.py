@@ -92,9 +92,23 @@ def check_lr(lr: Any) -> None:
         raise ValueError(f"Invalid learning rate: {lr}")
 
 
-def hyper_arrays(values: Mapping[str, Any], dtype: Any) -> dict[str, jax.Array]:
-    """The state's `hyperparams`: each value as a 0-d array of `dtype`."""
-    return {name: jnp.asarray(v, dtype) for name, v in values.items()}
+def hyper_arrays(values: Mapping[str, Any], dtype: Any) -> dict[str, np.ndarray]:
+    """The state's `hyperparams`: each value as a 0-d array of `dtype`.
+
+    Host (NumPy) arrays: `init` then costs no device dispatch (a few per call add up to
+    more than a whole small `fit`); the first jitted step moves them to the device.
+    """
+    return {name: np.asarray(v, dtype) for name, v in values.items()}
+
+
+def zeros_like(tree: Any) -> Any:
+    """Host zeros shaped like each leaf of `tree` (optimizer buffers; see `hyper_arrays`)."""
+    return jax.tree.map(lambda p: np.zeros(np.shape(p), p.dtype), tree)
+
+
+def zero_step() -> np.ndarray:
+    """The step counter of a fresh state: a host int32 scalar."""
+    return np.zeros((), np.int32)
 
 
 def scalar_dtype() -> jnp.dtype:

@@ -44,9 +44,9 @@ class RMSpropInit:
 
     def __call__(self, params: Any) -> RMSpropState:
         dtype = _checks.float_dtype_of(params)
-        zeros = lambda: jax.tree.map(jnp.zeros_like, params)  # noqa: E731
+        zeros = lambda: _base.zeros_like(params)  # noqa: E731
         return RMSpropState(
-            step=jnp.zeros([], jnp.int32),
+            step=_base.zero_step(),
             square_avg=zeros(),
             momentum_buffer=zeros() if self.momentum else None,
             grad_avg=zeros() if self.centered else None,

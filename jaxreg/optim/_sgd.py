@@ -40,9 +40,9 @@ class SGDInit:
 
     def __call__(self, params: Any) -> SGDState:
         dtype = _checks.float_dtype_of(params)
-        buf = jax.tree.map(jnp.zeros_like, params) if self.momentum else None
+        buf = _base.zeros_like(params) if self.momentum else None
         return SGDState(
-            step=jnp.zeros([], jnp.int32),
+            step=_base.zero_step(),
             momentum_buffer=buf,
             hyperparams=_base.hyper_arrays(self.hyperparams, dtype),
         )
