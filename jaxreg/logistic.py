@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jaxreg import linear, losses
 from jaxreg.linear import Params, init, zeros
 
-__all__ = ["Params", "init", "logits", "predict", "zeros"]
+__all__ = ["Params", "accuracy", "init", "logits", "predict", "zeros"]
 
 
 def logits(params: Params, x: jax.Array) -> jax.Array:

@@ -23,11 +23,14 @@ numbers is the summation order, not the length: while jaxreg's one-pass gradient
 written, one of its versions summed the 2000-row logistic loss in another order and
 measured 1.5e-6 (~25 u) there (2.9e-15 in float64), still inside the bounds below.
 
-Why adaptive optimizers get their own bound. Adam, AdamW, RMSprop and Adagrad divide by
-the square root of a running average of g**2. For a small gradient, whose relative
-rounding error is large, that division passes the relative error straight into the
-update instead of scaling it by the small g as SGD does: measured up to 8.9e-7 in float32
-over 100 steps, twice the SGD runs of the same length (4.2e-7).
+Adaptive optimizers. Adam, AdamW, RMSprop and Adagrad divide by the square root of a
+running average of g**2. For a small gradient, whose relative rounding error is large,
+that division passes the relative error straight into the update instead of scaling it by
+the small g as SGD does: measured up to 8.9e-7 in float32 over 100 steps, twice the SGD
+runs of the same length (4.2e-7). That is still 11x below the float32 SGD bound, so the
+family has its own entry but not a larger number: a larger one would only blunt the
+teeth (below). Where the amplification is not bounded (a coordinate hovering at its
+optimum, see the next paragraph), no bound is honest: such a scenario is excluded.
 
 What float32 cannot resolve. Two correct float32 implementations can each sit anywhere
 within float32's own error of the exact trajectory. That error, measured as torch float32
@@ -39,14 +42,19 @@ moving torch's start by 4 u: <= 1.4e-15). A first matrix failed that check: RMSp
 `centered=True` and a coordinate starting next to its optimum, where the normalised step
 `lr * g / sqrt(v)` hovers around the optimum at amplitude ~lr and every rounding is
 amplified (torch float32 was 1e-3 from torch float64, jax float64 5e-12 from torch
-float64). The matrix now starts every coordinate >= 1.4 from its optimum and uses
+float64). The linear matrix problems now have weights (1.5, -2, 2.5) and intercept -2, so
+every coordinate starts >= 0.9 from its optimum (torch's init is within +-0.58), and
 RMSprop learning rates that do not reach it in 100 steps.
 
-What the bounds must still catch (`tests/test_parity_teeth.py`): a learning rate off by
-0.1% (measured relative deviations >= 1.5e-4), a loss scaled by 1.0001 (1e-4 in the loss
-at step 0), a prediction off by 1e-4 (>= 1.5e-5), with one exemption: the float32
-Celsius run, whose targets are ~50, so that 1e-4 is a 2e-6 relative change, no larger
-than float32's own error of 1.3e-6 for that run. Its float64 twin catches it.
+What the bounds must still catch (`tests/test_parity_teeth.py`; `python -m parity
+--perturb ...` over every scenario): a learning rate off by 0.1% (relative deviations
+>= 2.1e-4, >= 20x the bound, in every training scenario), a loss scaled by 1.0001 (1e-4
+in every loss at step 0), a prediction off by 1e-4. The last is the faintest: it moves a
+robust loss (l1, huber, smooth_l1 with most residuals in the linear part) by about
+1e-4 / mean |residual|, 1.3e-5 to 1.6e-5 in those matrix rows and the real-data runs,
+just above the float32 bound; and the float32 Celsius run, whose targets are ~50, by
+4.5e-6, inside float32's own error for that run (1.3e-6 x margin): the one float32 run
+that misses it. Every float64 run catches it (>= 4.4e-6 against 1e-12).
 """
 
 from __future__ import annotations
@@ -83,11 +91,11 @@ FLOAT32_SGD = Tolerance(
 )
 FLOAT32_ADAPTIVE = Tolerance(
     "float32-adaptive",
-    2e-5,
+    1e-5,
     "float32, Adam/AdamW/RMSprop/Adagrad: dividing by sqrt(running g**2) passes the "
     "relative rounding of small gradients into the update: measured <= 8.9e-7 in 100 steps, "
-    "twice SGD's 4.2e-7; own error <= 1.2e-6. 2e-5 (~330 u): twice the SGD bound, 5x below a "
-    "loss scaled by 1.0001.",
+    "twice SGD's 4.2e-7; own error <= 1.2e-6. 1e-5 (~170 u) is 8x above both; a larger "
+    "bound would only hide a prediction off by 1e-4 in the robust-loss rows (1.3e-5).",
 )
 
 _TABLE = {

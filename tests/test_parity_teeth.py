@@ -2,13 +2,15 @@
 
 Three errors far smaller than any a port would make by accident, applied on the jax side
 only (`parity.Perturbation`): a learning rate off by 0.1%, every prediction off by 1e-4,
-the loss scaled by 1.0001. Each must turn PASS into FAIL on the scenarios it is relevant
-to. The one exemption, and why, is in `parity.tolerances`: in the float32 Celsius run the
-targets are ~50, so a 1e-4 offset is a 2e-6 relative change, inside float32's own error
-for that run; its float64 twin must (and does) catch it.
+the loss scaled by 1.0001. Each must turn PASS into FAIL. The one exemption, and why, is
+in `parity.tolerances`: in the float32 Celsius run the targets are ~50, so a 1e-4 offset
+is a 2e-6 relative change, inside float32's own error for that run; its float64 twin must
+(and does) catch it. `test_every_scenario_has_teeth` runs all three over every scenario
+(opt-in: PARITY_ALL_TEETH=1, three full runs).
 """
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -127,3 +129,34 @@ def test_cli_perturb_fails_with_exit_status_1(capsys):
     assert cli.main(["--only", "t5g-*", "--perturb", "lr=1.001"]) == 1
     out = capsys.readouterr().out
     assert out.count("FAIL") >= 3 and "perturbed" in out  # two rows and the FAILED line
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("PARITY_ALL_TEETH"),
+    reason="three full parity runs (~2-5 min); set PARITY_ALL_TEETH=1 to run",
+)
+def test_every_scenario_has_teeth(tmp_path):
+    """All three perturbations over every scenario (the CLI, as a user would run it)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exempt = {("pred", "t7-celsius-broadcast-no-grad-f32")}  # see the module docstring
+    for spec in ("lr=1.001", "pred=1e-4", "loss=1.0001"):
+        out = tmp_path / f"{spec}.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "parity", "-j", "2", "--perturb", spec, "--json", str(out)],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        kind = spec.split("=")[0]
+        for row in json.loads(out.read_text()):
+            lesson = "-lesson-" in row["name"]
+            if (kind, row["name"]) in exempt or (lesson and kind != "loss"):
+                continue  # no learning rate or prediction in a lesson
+            assert not row["passed"], f"{spec} unnoticed in {row['name']}: {row['max_rel_dev']}"
