@@ -21,11 +21,12 @@ Two formulations, chosen from static shapes:
   few kernels per step, XLA:CPU's thunk executor runs a `lax.scan` body inline instead of
   on its thread pool (it does so for bodies of at most 8 kernels): 0.24 µs a step at
   n = 100 instead of ~1.1 µs. See benchmarks/NOTES.md.
-- `blocked` (large data): row blocks of about `_BLOCK_BYTES`; per block the two products
-  are dot kernels on data still in cache, so X is read from memory once per step. On
-  XLA:CPU each block costs several kernel dispatches, and at 1e6 x 32 it measured slower
-  than the plain gradient, so it is switched off (`_BLOCKED_MIN_ELEMENTS`) and kept
-  correct by the tests; see benchmarks/NOTES.md.
+- `large` (a million elements of x or more): the forward product is a dot, and the weight
+  gradient `dz.T @ x` a broadcast product summed over the rows, which XLA:CPU emits as one
+  fused, vectorised reduction streaming x at memory speed; its dot for that (1, n) @ (n, d)
+  shape ran at half the speed. Two reads of x a step, not one: a row-blocked single pass
+  (a scan over blocks, or unrolled static blocks) measured 1.3-4x slower than this on
+  XLA:CPU, each block paying several kernel dispatches (benchmarks/NOTES.md).
 
 Everything else (other predict or loss functions, `reduction="none"`, x with more than
 two dimensions, dict params, sizes between the two) falls back to `jax.value_and_grad`.
@@ -35,8 +36,6 @@ outputs.
 """
 
 from __future__ import annotations
-
-import math
 
 import jax
 import jax.numpy as jnp
@@ -65,12 +64,10 @@ _SMALL_MAX_TERMS = 64
 _SMALL_MAX_ELEMENTS = 1 << 13
 # ... or, for losses with logs and exps, at most this many rows.
 _SMALL_MAX_ROWS_COSTLY = 512
-# `blocked` from this many elements of x. Off (never reached): on XLA:CPU each block costs
-# several kernel dispatches, and at 1e6 x 32 the blocked gradient measured slower than the
-# plain two-read one (benchmarks/NOTES.md). Tests force it to keep it correct.
-_BLOCKED_MIN_ELEMENTS = 1 << 62
-# Target block size for `blocked`, in bytes of x.
-_BLOCK_BYTES = 1 << 22
+# `large` from this many elements of x. Measured (float32, ms per value_and_grad, plain ->
+# large): 1e6 x 32 MSE 18.3 -> 13.0, BCE 48.8 -> 33.0; 1e5 x 32 MSE 1.30 -> 1.07, BCE 4.27
+# -> 4.37; 1e4 x 16 MSE 0.09 -> 0.12. Below ~1e6 elements the two are within noise.
+_LARGE_MIN_ELEMENTS = 1 << 20
 
 
 def value_and_grad(objective, params, x, y):
@@ -89,7 +86,7 @@ def value_and_grad(objective, params, x, y):
 
     if formulation == "small":
         return _small(elementwise, scale, params, x, y, materialize_dz=costly)
-    return _blocked(elementwise, scale, params, x, y)
+    return _large(elementwise, scale, params, x, y)
 
 
 def _plan(objective, params, x, y):
@@ -127,8 +124,8 @@ def _plan(objective, params, x, y):
     small_enough = n <= _SMALL_MAX_ROWS_COSTLY if costly else n * d <= _SMALL_MAX_ELEMENTS
     if d * out <= _SMALL_MAX_TERMS and small_enough:
         formulation = "small"
-    elif n * d >= _BLOCKED_MIN_ELEMENTS:
-        formulation = "blocked"
+    elif n * d >= _LARGE_MIN_ELEMENTS:
+        formulation = "large"
     else:
         return None
     return formulation, act, loss, kwargs, scale, costly
@@ -208,31 +205,21 @@ def _variadic_sum(terms):
     )
 
 
-def _block_rows(n: int, d: int, itemsize: int) -> int:
-    """Rows per block: about `_BLOCK_BYTES` of x, dividing n as evenly as possible."""
-    target = max(8, _BLOCK_BYTES // max(1, d * itemsize))
-    blocks = max(1, round(n / target))
-    return math.ceil(n / blocks)
-
-
-def _blocked(elementwise, scale, params, x, y):
+def _large(elementwise, scale, params, x, y):
     w, b = params.weight, params.bias
-    n, d = x.shape
+    n, _ = x.shape
     out = w.shape[0]
-    rows = _block_rows(n, d, x.dtype.itemsize)
-    total = jnp.zeros((), x.dtype)
-    gw = jnp.zeros_like(w)
-    gb = jnp.zeros((out,), x.dtype)
-    # Static slices (views, no copies): each block's two products read it while it is in
-    # cache, and independent blocks' forward products can run on different cores.
-    for start in range(0, n, rows):
-        xb, yb = x[start : start + rows], y[start : start + rows]
-        z = xb @ w.T
-        if b is not None:
-            z = z + b[None, :]
-        l, dz = _dz(elementwise, scale, z, yb)
-        total = total + jnp.sum(l)
-        gw = gw + dz.T @ xb
-        gb = gb + jnp.sum(dz, axis=0)
-    value = _finish(total, scale, n * out)
-    return value, linear.Params(gw, None if b is None else gb)
+    z = x @ w.T
+    if b is not None:
+        z = z + b[None, :]
+    l, dz = _dz(elementwise, scale, z, y)
+    value = _finish(jnp.sum(l), scale, n * out)
+    # dz.T @ x written as a broadcast product summed over the rows: XLA:CPU emits one
+    # fused, vectorised, multi-threaded reduction that streams x once, where its dot for
+    # a (out, n) @ (n, d) product ran at half that speed (1e6 x 32 float32: 6.2 ms against
+    # 13.2 ms; benchmarks/NOTES.md).
+    # (One reduction per output: a single (n, out, d) product summed over axis 0 was
+    # emitted as a strided loop, 50x slower.)
+    gw = jnp.stack([jnp.sum(x * dz[:, k : k + 1], axis=0) for k in range(out)])
+    gb = None if b is None else jnp.sum(dz, axis=0)
+    return value, linear.Params(gw, gb)

@@ -60,8 +60,7 @@ def _force(monkeypatch, formulation):
         monkeypatch.setattr(_onepass, "_SMALL_MAX_ROWS_COSTLY", 1 << 30)
     else:
         monkeypatch.setattr(_onepass, "_SMALL_MAX_TERMS", 0)
-        monkeypatch.setattr(_onepass, "_BLOCKED_MIN_ELEMENTS", 0)
-        monkeypatch.setattr(_onepass, "_BLOCK_BYTES", 37 * 8)  # small blocks, n % rows != 0
+        monkeypatch.setattr(_onepass, "_LARGE_MIN_ELEMENTS", 0)
 
 
 def _assert_close(got, want, rtol):
@@ -72,7 +71,7 @@ def _assert_close(got, want, rtol):
         np.testing.assert_allclose(g, w, rtol=0, atol=rtol * scale)
 
 
-@pytest.mark.parametrize("formulation", ["small", "blocked"])
+@pytest.mark.parametrize("formulation", ["small", "large"])
 @pytest.mark.parametrize("out", [1, 3])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize(
@@ -107,18 +106,14 @@ def test_small_any_row_count(n):
     )
 
 
-@pytest.mark.parametrize("n", [100, 101, 130])
-def test_blocked_n_not_divisible_by_block(monkeypatch, n):
-    _force(monkeypatch, "blocked")
-    obj = jr.objective(jr.logistic.predict, jr.losses.bce)
-    params, x, y = _problem(n, 1, 1, True, np.float64, True)
-    rows = _onepass._block_rows(n, 1, 8)
-    assert n % rows != 0 and n // rows >= 2  # several blocks and a short last one
-    _assert_close(
-        _onepass.value_and_grad(obj, params, x, y),
-        jax.value_and_grad(obj)(params, x, y),
-        FLOAT64_RTOL,
-    )
+def test_large_is_chosen_from_a_million_elements():
+    obj = jr.objective(jr.linear.predict, jr.losses.mse)
+    shape = jax.ShapeDtypeStruct
+    params = jr.linear.Params(shape((1, 32), jnp.float32), shape((1,), jnp.float32))
+    big = (shape((1 << 15, 32), jnp.float32), shape((1 << 15, 1), jnp.float32))
+    assert _onepass._plan(obj, params, *big)[0] == "large"
+    mid = (shape((10_000, 16), jnp.float32), shape((10_000, 1), jnp.float32))
+    assert _onepass._plan(obj, params._replace(weight=shape((1, 16), jnp.float32)), *mid) is None
 
 
 def test_falls_back_for_what_it_does_not_know():
