@@ -2,12 +2,13 @@
 
 Namespaces: `jaxreg.linear`, `jaxreg.logistic`, `jaxreg.losses`, `jaxreg.optim`,
 `jaxreg.schedules`, `jaxreg.data`, `jaxreg.io`, `jaxreg.solve`; training: `objective`,
-`make_step`, `fit` (and `update`, the pure step they are built on).
+`make_step`, `fit`, `fit_many` (and `update`, the pure step they are built on).
 """
 
-from jaxreg import linear, logistic, losses
+from jaxreg import data, io, linear, logistic, losses, many, optim, schedules, solve
 from jaxreg._checks import PrecisionWarning
 from jaxreg.fitting import DivergenceError, FitResult, fit
+from jaxreg.many import fit_many
 from jaxreg.train import (
     Objective,
     Step,
@@ -25,20 +26,19 @@ __all__ = [
     "Objective",
     "PrecisionWarning",
     "Step",
+    "data",
     "fit",
+    "fit_many",
+    "io",
     "linear",
     "logistic",
     "losses",
     "make_step",
+    "many",
     "objective",
+    "optim",
+    "schedules",
+    "solve",
     "update",
     "value_and_grad",
 ]
-
-
-def __getattr__(name):  # lazy submodules that other engineers' code may not need
-    import importlib
-
-    if name in {"optim", "schedules", "data", "io", "solve"}:
-        return importlib.import_module(f"jaxreg.{name}")
-    raise AttributeError(f"module 'jaxreg' has no attribute {name!r}")
