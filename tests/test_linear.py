@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from ulps import assert_within, dot_ulps, sum_ulps
 
 import jaxreg as jr
 
@@ -36,32 +37,6 @@ def ks_two_sample(a, b) -> float:
     cdf_a = np.searchsorted(a, grid, side="right") / a.size
     cdf_b = np.searchsorted(b, grid, side="right") / b.size
     return float(np.max(np.abs(cdf_a - cdf_b)))
-
-
-# Sums of k terms in different orders on the two sides (torch: BLAS addmm/mm or a
-# vectorized cascade; XLA: its own dot and reduce kernels) cannot agree to the last bit.
-# Higham & Mary (2019): with rounding errors modelled as independent, each side is within
-# lambda sqrt(k) u of exact, relative to sum |terms|, with probability
-# >= 1 - 2 exp(-lambda²/2); SUM_LAMBDA = 5 makes that 7e-6. Two sides at u = eps/2 each:
-# SUM_LAMBDA sqrt(k) ulps. (The worst case, k eps, is 2-4x looser here; measured: 1.3 ulp.)
-SUM_LAMBDA = 5
-
-
-def sum_ulps(k: int) -> int:
-    return math.ceil(SUM_LAMBDA * math.sqrt(k))
-
-
-def dot_ulps(in_features: int) -> int:
-    """x @ W.T + b: in_features + 1 terms, relative to |x| @ |W|.T + |b|."""
-    return sum_ulps(in_features + 1)
-
-
-def assert_within(actual, expected, ulps, scale):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape
-    eps = np.finfo(actual.dtype).eps
-    err = np.abs(actual.astype(np.float64) - expected) / (eps * np.maximum(scale, 1e-300))
-    assert np.max(err) <= ulps, f"{np.max(err):.3g} ulp (allowed {ulps})"
 
 
 # --- init and zeros -----------------------------------------------------------------------

@@ -1,13 +1,12 @@
 """jaxreg.logistic against torch: sigmoid(nn.Linear), the logistic-regression tutorial's grads."""
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from ulps import assert_within, dot_ulps, sum_ulps
 
 import jaxreg as jr
 
@@ -17,34 +16,6 @@ DTYPE_IDS = ["f64", "f32"]
 # sigmoid on each side (XLA's logistic, ATen's vectorized 1 / (1 + exp(-z))) is within
 # ~1.5 ulp of exact; measured max 1.4 ulp (float64) and 1.6 ulp (float32) apart.
 SIGMOID_ULPS = 4
-
-
-# Sums of k terms in different orders on the two sides (torch: BLAS or a vectorized
-# cascade; XLA: its own dot and reduce kernels) cannot agree to the last bit. Higham & Mary
-# (2019): with rounding errors modelled as independent, each side is within
-# lambda sqrt(k) u of exact, relative to sum |terms|, with probability
-# >= 1 - 2 exp(-lambda²/2); SUM_LAMBDA = 5 makes that 7e-6. Two sides at u = eps/2 each:
-# SUM_LAMBDA sqrt(k) ulps. (The worst case, k eps, is 3x looser here; measured: 0.2 ulp.)
-SUM_LAMBDA = 5
-
-
-def sum_ulps(k: int) -> int:
-    return math.ceil(SUM_LAMBDA * math.sqrt(k))
-
-
-def dot_ulps(in_features: int) -> int:
-    """x @ W.T + b: in_features + 1 terms, relative to |x| @ |W|.T + |b|."""
-    return sum_ulps(in_features + 1)
-
-
-def assert_within(actual, expected, ulps, scale):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape
-    finfo = np.finfo(actual.dtype)
-    # XLA on CPU flushes subnormal results to zero; torch keeps them: ignore below `tiny`
-    diff = np.maximum(np.abs(actual.astype(np.float64) - expected) - finfo.tiny, 0)
-    err = diff / (finfo.eps * np.maximum(scale, finfo.tiny))
-    assert np.max(err) <= ulps, f"{np.max(err):.3g} ulp (allowed {ulps})"
 
 
 def _problem(n, in_f, out_f, dtype, logit_scale=1.0, seed=0):
@@ -74,12 +45,12 @@ def test_predict_is_sigmoid_of_torch_linear(in_f, out_f, logit_scale, dtype):
 
     np.testing.assert_array_equal(logits, jr.linear.predict(p, x))
     z_scale = np.abs(x) @ np.abs(w).T + np.abs(b)
-    assert_within(logits, tz.numpy(), dot_ulps(in_f), z_scale)
+    assert_within(logits, tz.numpy(), dot_ulps(in_f), z_scale, subnormals_flushed=True)
     assert prob.dtype == dtype and prob.shape == (64, out_f)
     # |d sigmoid| <= sigmoid (1 - sigmoid) |dz|, plus sigmoid's own rounding
     s = tprob.astype(np.float64)
     scale = s * (1 - s) * z_scale * dot_ulps(in_f) / SIGMOID_ULPS + s
-    assert_within(prob, tprob, SIGMOID_ULPS, scale)
+    assert_within(prob, tprob, SIGMOID_ULPS, scale, subnormals_flushed=True)
     assert np.all((np.asarray(prob) >= 0) & (np.asarray(prob) <= 1))
 
 
@@ -88,7 +59,7 @@ def test_predict_saturates_like_torch():
     z = np.array([[-1e4], [-745.0], [-700.0], [-40.0], [0.0], [40.0], [1e4]])
     prob = np.asarray(jr.logistic.predict(p, z))
     tprob = torch.sigmoid(torch.tensor(z)).numpy()
-    assert_within(prob, tprob, SIGMOID_ULPS, tprob)
+    assert_within(prob, tprob, SIGMOID_ULPS, tprob, subnormals_flushed=True)
     assert prob[0, 0] == prob[1, 0] == 0.0 and prob[4, 0] == 0.5 and prob[-1, 0] == 1.0
     assert 0 < prob[2, 0] < 1e-300  # still a (normal) positive number at z = -700
 
@@ -155,9 +126,15 @@ def test_tutorial_gradients_match_torch(name, dtype):
     row_grad = (s + np.abs(y) + 1) / n  # |dL/dz| terms per row, before they are summed
     # n rows summed, after the logit (a 2-term dot) and a sigmoid per row
     ulps = sum_ulps(n) + dot_ulps(1) + SIGMOID_ULPS
-    assert_within(value, tvalue.detach().numpy(), ulps, row_loss.sum() / n)
-    assert_within(grads.weight, l1.weight.grad.numpy(), ulps, np.sum(row_grad * np.abs(x)))
-    assert_within(grads.bias, l1.bias.grad.numpy(), ulps, np.sum(row_grad))
+    assert_within(value, tvalue.detach().numpy(), ulps, row_loss.sum() / n, subnormals_flushed=True)
+    assert_within(
+        grads.weight,
+        l1.weight.grad.numpy(),
+        ulps,
+        np.sum(row_grad * np.abs(x)),
+        subnormals_flushed=True,
+    )
+    assert_within(grads.bias, l1.bias.grad.numpy(), ulps, np.sum(row_grad), subnormals_flushed=True)
 
 
 # FD_STEP / FD_RTOL: as in test_losses (central differences in float64, O(1) inputs).
