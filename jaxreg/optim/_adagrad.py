@@ -62,12 +62,9 @@ class AdagradUpdate:
         _base.check_state(state, AdagradState, "adagrad")
         hp = state.hyperparams
         step = optax.safe_int32_increment(state.step)
-        g = updates
-        if self.maximize:
-            g = jax.tree.map(jnp.negative, g)
-        if self.weight_decay:  # grad.add(param, alpha=weight_decay)
-            _base.require_params(params, "adagrad", "weight_decay != 0 adds it times param")
-            g = jax.tree.map(lambda g, p: g + like(hp["weight_decay"], p) * p, g, params)
+        g = _base.torch_grads(
+            updates, params, hp, "adagrad", maximize=self.maximize, l2=self.weight_decay
+        )
         # torch, in Python floats: clr = lr / (1 + (step - 1) * lr_decay)
         clr = host(hp["lr"]) / (1 + (host(step) - 1) * host(hp["lr_decay"]))
         # state_sum.addcmul_(grad, grad, value=1); std = state_sum.sqrt().add_(eps)

@@ -67,13 +67,10 @@ class AdamUpdate:
         _base.check_state(state, AdamState, "adam")
         hp = state.hyperparams
         step = optax.safe_int32_increment(state.step)
-        g = updates
-        if self.maximize:
-            g = jax.tree.map(jnp.negative, g)
         if self.weight_decay:
             _base.require_params(params, "adam", "weight_decay != 0 multiplies it with param")
-            if not self.decoupled_weight_decay:  # grad.add(param, alpha=weight_decay)
-                g = jax.tree.map(lambda g, p: g + like(hp["weight_decay"], p) * p, g, params)
+        l2 = self.weight_decay and not self.decoupled_weight_decay
+        g = _base.torch_grads(updates, params, hp, "adam", maximize=self.maximize, l2=l2)
 
         # exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
         w1 = host(1) - host(hp["beta1"])

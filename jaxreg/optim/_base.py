@@ -166,6 +166,21 @@ def lerp(start: jax.Array, end: jax.Array, weight: jax.Array) -> jax.Array:
     return jnp.where(jnp.abs(weight) < 0.5, start + weight * diff, end + (weight - 1) * diff)
 
 
+def torch_grads(grads: Any, params: Any, hp: dict, optimizer: str, *, maximize: bool, l2: bool):
+    """The first lines of every torch optimizer's update, in torch's order.
+
+    `grad = -grad` when maximizing, then the coupled (L2) weight decay
+    `grad = grad.add(param, alpha=weight_decay)` when `l2`.
+    """
+    g = grads
+    if maximize:
+        g = jax.tree.map(jnp.negative, g)
+    if l2:
+        require_params(params, optimizer, "weight_decay != 0 adds it times param")
+        g = jax.tree.map(lambda g, p: g + like(hp["weight_decay"], p) * p, g, params)
+    return g
+
+
 def require_params(params: Any, optimizer: str, why: str) -> None:
     if params is None:
         raise ValueError(

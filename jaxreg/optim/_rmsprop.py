@@ -68,12 +68,9 @@ class RMSpropUpdate:
     ) -> tuple[Any, RMSpropState]:
         _base.check_state(state, RMSpropState, "rmsprop")
         hp = state.hyperparams
-        g = updates
-        if self.maximize:
-            g = jax.tree.map(jnp.negative, g)
-        if self.weight_decay:  # grad.add(param, alpha=weight_decay)
-            _base.require_params(params, "rmsprop", "weight_decay != 0 adds it times param")
-            g = jax.tree.map(lambda g, p: g + like(hp["weight_decay"], p) * p, g, params)
+        g = _base.torch_grads(
+            updates, params, hp, "rmsprop", maximize=self.maximize, l2=self.weight_decay
+        )
 
         # square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
         w = host(1) - host(hp["alpha"])

@@ -60,12 +60,9 @@ class SGDUpdate:
     def __call__(self, updates: Any, state: SGDState, params: Any = None) -> tuple[Any, SGDState]:
         _base.check_state(state, SGDState, "sgd")
         hp = state.hyperparams
-        g = updates
-        if self.maximize:
-            g = jax.tree.map(jnp.negative, g)
-        if self.weight_decay:  # grad.add(param, alpha=weight_decay)
-            _base.require_params(params, "sgd", "weight_decay != 0 adds it times param")
-            g = jax.tree.map(lambda g, p: g + like(hp["weight_decay"], p) * p, g, params)
+        g = _base.torch_grads(
+            updates, params, hp, "sgd", maximize=self.maximize, l2=self.weight_decay
+        )
         buf = state.momentum_buffer
         if self.momentum:
             first = state.step == 0  # torch: buf = clone(grad), no dampening
