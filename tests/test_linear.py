@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from ulps import assert_within, dot_ulps, sum_ulps
+from numerics import assert_directional_derivative, assert_within, dot_ulps, sum_ulps
 
 import jaxreg as jr
 
@@ -242,11 +242,6 @@ def test_design_matrix_gradient_is_column_sums():
     assert g.bias is None
 
 
-# FD_STEP / FD_RTOL: as in test_losses (central differences in float64, O(1) inputs).
-FD_STEP = 1e-6
-FD_RTOL = 1e-8
-
-
 @pytest.mark.parametrize("name", ["mse", "sse", "l1", "huber", "bce_with_logits"])
 def test_objective_gradients_match_finite_differences(name):
     x, y, w, b = _regression_problem(30, 3, 2, np.float64, seed=5)
@@ -255,21 +250,10 @@ def test_objective_gradients_match_finite_differences(name):
     loss_fn = jr.objective(jr.linear.predict, getattr(jr.losses, name))
     params = jr.linear.Params(jnp.asarray(w), jnp.asarray(b))
     value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
-    value, grads = value_and_grad(params, x, y)
     rng = np.random.default_rng(6)
     for _ in range(3):
         v = jax.tree.map(lambda a: rng.normal(size=a.shape), params)
-        directional = sum(
-            float(jnp.vdot(g, d))
-            for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(v), strict=True)
-        )
-        plus = jax.tree.map(lambda a, d: a + FD_STEP * d, params, v)
-        minus = jax.tree.map(lambda a, d: a - FD_STEP * d, params, v)
-        fd = (float(value_and_grad(plus, x, y)[0]) - float(value_and_grad(minus, x, y)[0])) / (
-            2 * FD_STEP
-        )
-        scale = max(1.0, abs(float(value)), abs(directional))
-        assert abs(fd - directional) <= FD_RTOL * scale, (fd, directional)
+        assert_directional_derivative(value_and_grad, params, x, y, v)
 
 
 # --- bad input ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from ulps import assert_within, dot_ulps, sum_ulps
+from numerics import assert_directional_derivative, assert_within, dot_ulps, sum_ulps
 
 import jaxreg as jr
 
@@ -137,28 +137,15 @@ def test_tutorial_gradients_match_torch(name, dtype):
     assert_within(grads.bias, l1.bias.grad.numpy(), ulps, np.sum(row_grad), subnormals_flushed=True)
 
 
-# FD_STEP / FD_RTOL: as in test_losses (central differences in float64, O(1) inputs).
-FD_STEP = 1e-6
-FD_RTOL = 1e-8
-
-
 @pytest.mark.parametrize("name", list(TUTORIAL_LOSSES))
 def test_tutorial_gradients_match_finite_differences(name):
     x, y = _tutorial_data(200, np.float64)
     loss_fn = TUTORIAL_LOSSES[name][0]
     value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
     p = jr.logistic.Params(jnp.asarray([[1.0]]), jnp.asarray([-1.0]))
-    value, grads = value_and_grad(p, x, y)
     for dw, db in [(1.0, 0.0), (0.0, 1.0), (0.6, -0.8)]:
         v = jr.logistic.Params(jnp.asarray([[dw]]), jnp.asarray([db]))
-        directional = float(grads.weight[0, 0] * dw + grads.bias[0] * db)
-        plus = jax.tree.map(lambda a, d: a + FD_STEP * d, p, v)
-        minus = jax.tree.map(lambda a, d: a - FD_STEP * d, p, v)
-        fd = (float(value_and_grad(plus, x, y)[0]) - float(value_and_grad(minus, x, y)[0])) / (
-            2 * FD_STEP
-        )
-        scale = max(1.0, abs(float(value)), abs(directional))
-        assert abs(fd - directional) <= FD_RTOL * scale, (fd, directional)
+        assert_directional_derivative(value_and_grad, p, x, y, v)
 
 
 def test_bce_of_predict_equals_bce_with_logits_of_logits():

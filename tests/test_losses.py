@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import FD_RTOL, FD_STEP
 
 import jaxreg as jr
 
@@ -48,14 +49,6 @@ SUM_LAMBDA = 5
 
 def reduction_ulps(n: int) -> int:
     return ELEMENT_ULPS + math.ceil(SUM_LAMBDA * math.sqrt(n))
-
-
-# Central differences in float64 with step FD_STEP on O(1) inputs: truncation error
-# h²|f'''|/6 ~ 1e-12 |f'''|, rounding error ~ eps |f| / h ~ 2e-10 |f| (measured worst:
-# 3.8e-10). FD_RTOL, relative to max(1, |f|, |f'|), is 25x that and still flags any wrong
-# factor, sign or missing term.
-FD_STEP = 1e-6
-FD_RTOL = 1e-8
 
 
 def ulp_error(actual, expected, scale=None) -> float:
