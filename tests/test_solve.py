@@ -94,9 +94,75 @@ def test_is_the_fixed_point_of_gradient_descent():
 def test_rank_deficient_gives_the_minimum_norm_solution():
     x, y = random_problem(k=2)
     x = np.c_[x, x[:, 0]]  # a repeated column: infinitely many minimizers
-    p = solve.least_squares(x, y, bias=False)
+    with pytest.warns(solve.RankDeficientWarning, match="rank 2 < 3"):
+        p = solve.least_squares(x, y, bias=False)
     np.testing.assert_allclose(p.weight[0], np.linalg.pinv(x) @ y, rtol=RTOL)
     assert p.weight[0, 0] == pytest.approx(p.weight[0, 2], rel=RTOL)  # split evenly
+
+
+def celsius_fahrenheit(dtype):
+    """Tutorial 7's temperatures as two columns, C and F = C * 9/5 + 32: collinear.
+
+    Returns (x in `dtype`, the same design computed exactly collinear in float64)."""
+    c = data.celsius(20, seed=0, dtype=dtype).x
+    c64 = c.astype(np.float64)
+    x = np.stack([c, c * dtype(9) / dtype(5) + dtype(32)], axis=1)  # F rounded to dtype
+    return x, np.stack([c64, c64 * 9 / 5 + 32], axis=1)
+
+
+def collinear(kind):
+    """(x as the user passes it, its exactly rank-deficient float64 version, bias)."""
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((30, 2))
+    if kind == "celsius-fahrenheit-f32":
+        return (*celsius_fahrenheit(np.float32), True)
+    if kind == "celsius-fahrenheit-f64":
+        return (*celsius_fahrenheit(np.float64), True)
+    if kind == "design-matrix-and-bias":  # [1, x] and bias=True: two intercept columns
+        return data.design_matrix(z), data.design_matrix(z), True
+    if kind == "zero-column-f32":
+        x = np.c_[z, np.zeros(30)].astype(np.float32)
+        return x, x.astype(np.float64), True
+    if kind == "integer-multiple":
+        x = np.c_[np.arange(30) % 7, 3 * (np.arange(30) % 7)]  # int64, exact
+        return x, x.astype(np.float64), False
+    raise AssertionError(kind)
+
+
+# The data are collinear only up to rounding x to its dtype (float32 F has a relative
+# error of 6e-8). The minimum-norm solution moves by ~ eps * cond(A restricted to its
+# range) * |C| (cond ~ 20 here), so ~1e-6 relative in float32 and ~1e-14 in float64;
+# 1e-5 leaves a margin of ten for float32. Without a dtype-aware cut-off the float32
+# case returns weights ~1e3 to 1e4 (relative error ~1e3), which any bound here catches.
+COLLINEAR_RTOL = 1e-5
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "celsius-fahrenheit-f32",
+        "celsius-fahrenheit-f64",
+        "design-matrix-and-bias",
+        "zero-column-f32",
+        "integer-multiple",
+    ],
+)
+def test_collinear_columns_give_the_minimum_norm_solution_and_warn(kind):
+    x, exact, bias = collinear(kind)
+    y = 1.8 * exact[:, 0] + 32 + np.random.default_rng(5).standard_normal(len(x))
+    a = np.c_[exact, np.ones(len(x))] if bias else exact
+    ref, _, rank, _ = np.linalg.lstsq(a, y, rcond=None)  # float64, truly rank-deficient
+    assert rank == a.shape[1] - 1
+    with pytest.warns(solve.RankDeficientWarning, match=f"rank {rank} < {a.shape[1]}"):
+        p = solve.least_squares(x, y, bias=bias)
+    got = np.r_[p.weight[0], p.bias] if bias else p.weight[0]
+    assert np.linalg.norm(got - ref) <= COLLINEAR_RTOL * np.linalg.norm(ref)
+    # And it fits as well as the minimum-norm solution (not 1.9% worse).
+    ref_mse = np.mean((a @ ref - y) ** 2)
+    assert np.mean((a @ got.astype(np.float64) - y) ** 2) <= ref_mse * (1 + COLLINEAR_RTOL)
+    with pytest.warns(solve.RankDeficientWarning):
+        floor = solve.mse_at_optimum(x, y, bias=bias)
+    assert floor == pytest.approx(ref_mse, rel=COLLINEAR_RTOL)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +171,9 @@ def test_rank_deficient_gives_the_minimum_norm_solution():
         (np.arange(12).reshape(6, 2) ** 2, np.float32),
         (np.arange(12.0, dtype=np.float32).reshape(6, 2) ** 2, np.float32),
         (jnp.arange(12.0, dtype=jnp.float64).reshape(6, 2) ** 2, np.float64),
-        (jnp.arange(12.0, dtype=jnp.bfloat16).reshape(6, 2), jnp.bfloat16),
+        # Full rank at bfloat16's precision (the smallest relative singular value of
+        # [x, 1] is 0.09, above the cut-off 6 * 2**-7 = 0.047).
+        (jnp.asarray([[0, 5], [1, 1], [2, 4], [3, 0], [4, 3], [5, 2]], jnp.bfloat16), jnp.bfloat16),
     ],
 )
 def test_result_dtype_follows_x(x, dtype):
