@@ -340,7 +340,10 @@ def test_maximize_alone_does_not_need_params():
 
 def test_update_with_another_optimizers_state_is_a_type_error():
     params = jnp.ones(2)
-    with pytest.raises(TypeError, match="expects a SGDState"):
+    with pytest.raises(
+        TypeError,
+        match=r"expects the state of sgd.*holding SGDState; got an OptState holding AdamState",
+    ):
         jro.sgd().update(params, jro.adam().init(params), params)
 
 
@@ -368,7 +371,7 @@ def test_state_holds_torchs_hyperparameter_values():
         {"lr": 0.1, "momentum": 0.9, "dampening": 0.2, "weight_decay": 0.3}, rel=1e-15
     )
     state = jro.adagrad(initial_accumulator_value=0.7).init(params)
-    np.testing.assert_array_equal(state.sum, [0.7, 0.7])
+    np.testing.assert_array_equal(state.inner.sum, [0.7, 0.7])
 
 
 def test_get_hyperparams_returns_a_copy():

@@ -8,17 +8,24 @@ bits), float32 ones to under 10 float32 ulps (SGD without nesterov/maximize: bit
 given the same gradients). What remains is rounding XLA and torch do differently: XLA
 fuses `a * b + c` into an FMA by its own choice, torch's CPU `sqrt` is not correctly
 rounded, and float32 states hold float32 hyperparameters (torch keeps Python floats).
+bfloat16 and float16 parameters are computed as torch's CPU kernels compute them: in
+float32, rounded where torch writes a tensor (the updates come out in float32, so
+`optax.apply_updates` rounds the new parameters once, as torch's in-place kernel does).
 
 Each returns an `optax.GradientTransformation`, so it composes with `optax.chain` and
 `optax.apply_updates(params, updates)` gives torch's new parameters. Two differences from
 plain optax, both so that one compiled program serves every hyperparameter value:
 
-- the numbers live in the optimizer state (`state.hyperparams`, 0-d arrays of the
-  parameters' dtype); read them with `get_hyperparams`, change the learning rate with
-  `set_lr` (also inside `jit`, also inside an `optax.chain` state);
+- the numbers live in the optimizer state, `OptState(hyperparams, inner, origin)`:
+  read them with `get_hyperparams`, change the learning rate with `set_lr` (also inside
+  `jit`, also inside an `optax.chain` state);
 - the transformation compares equal (and hashes equal) to any other built with the same
   structural options, whatever the numbers: `sgd(lr=0.1) == sgd(lr=0.01)`. Call
   `tx.init(params)` outside functions jitted with `tx` static (the numbers come from it).
+
+`inject(optax.adam, learning_rate=0.1)` gives any optax transformation the same state
+and the same identity. `adopt(tx, params, opt_state)` is the check at a training
+boundary: the optimizer passed wins over the numbers of a state made by another one.
 
     tx = jaxreg.optim.sgd(lr=0.01, momentum=0.9)
     state = tx.init(params)
@@ -29,21 +36,38 @@ plain optax, both so that one compiled program serves every hyperparameter value
 
 from jaxreg.optim._adagrad import AdagradState, adagrad
 from jaxreg.optim._adam import AdamState, adam, adamw
-from jaxreg.optim._base import get_hyperparams, is_optimizer_state, set_lr
+from jaxreg.optim._adopt import adopt, check_transformation
+from jaxreg.optim._inject import inject
 from jaxreg.optim._rmsprop import RMSpropState, rmsprop
 from jaxreg.optim._sgd import SGDState, sgd
+from jaxreg.optim._state import (
+    OptState,
+    get_hyperparams,
+    hyperparams_of,
+    is_optimizer_state,
+    restore_hyperparams,
+    set_lr,
+    strip_hyperparams,
+)
 
 __all__ = [
     "AdagradState",
     "AdamState",
+    "OptState",
     "RMSpropState",
     "SGDState",
     "adagrad",
     "adam",
     "adamw",
+    "adopt",
+    "check_transformation",
     "get_hyperparams",
+    "hyperparams_of",
+    "inject",
     "is_optimizer_state",
+    "restore_hyperparams",
     "rmsprop",
     "set_lr",
     "sgd",
+    "strip_hyperparams",
 ]

@@ -12,41 +12,39 @@ import optax
 
 from jaxreg import _checks
 from jaxreg.optim import _base
-from jaxreg.optim._base import host, like
+from jaxreg.optim._base import host, like, store, up, write
+from jaxreg.optim._state import HyperparamsInit, OptState, check_buffers, unwrap
 
 
-@_base.register_state
 class AdagradState(NamedTuple):
-    """State of `adagrad`.
+    """`adagrad`'s own state (the `inner` of its `OptState`).
 
     Attributes:
       step: int32 scalar, updates done so far (torch's `state["step"]`).
       sum: running sum of `g * g`, a pytree like params (torch's `state["sum"]`), started
         at `initial_accumulator_value`.
-      hyperparams: `{"lr", "lr_decay", "weight_decay", "eps"}`, 0-d arrays of the
-        parameters' dtype (`initial_accumulator_value` is used by `init` only).
     """
 
     step: jax.Array
     sum: Any
-    hyperparams: dict[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
-class AdagradInit:
-    """`adagrad(...).init`. Compares equal for any numbers (nothing in it is structural)."""
+class AdagradInit(HyperparamsInit):
+    """`adagrad(...).init`. Compares equal for any numbers (nothing in it is structural).
+
+    Returns `OptState(hyperparams={"eps", "lr", "lr_decay", "weight_decay"}, inner=
+    AdagradState, origin)`, the numbers as 0-d arrays of the parameters' dtype (float32
+    for bfloat16/float16 parameters); `initial_accumulator_value` is used here only.
+    """
 
     initial_accumulator_value: float = dataclasses.field(compare=False, hash=False)
-    hyperparams: dict[str, Any] = dataclasses.field(compare=False, hash=False)
 
-    def __call__(self, params: Any) -> AdagradState:
+    def __call__(self, params: Any) -> OptState:
         dtype = _checks.float_dtype_of(params)
         start = self.initial_accumulator_value
-        return AdagradState(
-            step=_base.zero_step(),
-            sum=jax.tree.map(lambda p: np.full(np.shape(p), start, p.dtype), params),
-            hyperparams=_base.hyper_arrays(self.hyperparams, dtype),
-        )
+        total = jax.tree.map(lambda p: np.full(np.shape(p), start, p.dtype), params)
+        return self.new_state(AdagradState(_base.zero_step(), total), _base.opmath_dtype(dtype))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,25 +54,25 @@ class AdagradUpdate:
     weight_decay: bool
     maximize: bool
 
-    def __call__(
-        self, updates: Any, state: AdagradState, params: Any = None
-    ) -> tuple[Any, AdagradState]:
-        _base.check_state(state, AdagradState, "adagrad")
-        hp = state.hyperparams
-        step = optax.safe_int32_increment(state.step)
+    def __call__(self, updates: Any, state: OptState, params: Any = None) -> tuple[Any, OptState]:
+        hp, inner = unwrap(state, AdagradState, "adagrad")
+        check_buffers("adagrad", "sum", inner.sum, params, updates)
+        step = optax.safe_int32_increment(inner.step)
         g = _base.torch_grads(
             updates, params, hp, "adagrad", maximize=self.maximize, l2=self.weight_decay
         )
         # torch, in Python floats: clr = lr / (1 + (step - 1) * lr_decay)
         clr = host(hp["lr"]) / (1 + (host(step) - 1) * host(hp["lr_decay"]))
         # state_sum.addcmul_(grad, grad, value=1); std = state_sum.sqrt().add_(eps)
-        total = jax.tree.map(lambda s, g: g * g + s, state.sum, g)
+        total = jax.tree.map(lambda s, g: write(g * g + up(s), s), inner.sum, g)
 
         def direction(g, s):  # param.addcdiv_(grad, std, value=-clr)
-            return -like(clr, g) * g / (jnp.sqrt(s) + like(hp["eps"], s))
+            s32 = up(s)
+            std = store(store(jnp.sqrt(s32), s.dtype) + like(hp["eps"], s32), s.dtype)
+            return -like(clr, g) * g / std
 
         out = jax.tree.map(direction, g, total)
-        return out, AdagradState(step, total, hp)
+        return out, OptState(hp, AdagradState(step, total), state.origin)
 
 
 def adagrad(
@@ -122,7 +120,7 @@ def adagrad(
     values = {
         name: _base.as_number(name, v)
         for name, v in (
-            ("lr", lr),
+            ("lr", _base.as_lr(lr)),
             ("lr_decay", lr_decay),
             ("weight_decay", weight_decay),
             ("eps", eps),

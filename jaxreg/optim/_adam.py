@@ -8,50 +8,53 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxreg import _checks
 from jaxreg.optim import _base
-from jaxreg.optim._base import host, like
+from jaxreg.optim._base import host, like, store, up, write
+from jaxreg.optim._state import HyperparamsInit, OptState, check_buffers, unwrap
 
 
-@_base.register_state
 class AdamState(NamedTuple):
-    """State of `adam` / `adamw` (torch's per-parameter `state` dict, as a pytree).
+    """`adam` / `adamw`'s own state (the `inner` of its `OptState`; torch's per-parameter
+    `state` dict, as a pytree).
 
     Attributes:
       step: int32 scalar, updates done so far (torch's `state["step"]`).
       exp_avg: first moment, a pytree like params.
       exp_avg_sq: second moment, a pytree like params.
       max_exp_avg_sq: running maximum of `exp_avg_sq` (amsgrad), or None.
-      hyperparams: `{"lr", "beta1", "beta2", "eps", "weight_decay"}`, 0-d arrays of the
-        parameters' dtype (torch's `betas` tuple is split into `beta1`, `beta2`).
     """
 
     step: jax.Array
     exp_avg: Any
     exp_avg_sq: Any
     max_exp_avg_sq: Any
-    hyperparams: dict[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
-class AdamInit:
-    """`adam(...).init`. Compares equal for any numbers: only `amsgrad` is structural."""
+class AdamInit(HyperparamsInit):
+    """`adam(...).init`. Compares equal for any numbers: only `amsgrad` is structural.
+
+    Returns `OptState(hyperparams={"beta1", "beta2", "eps", "lr", "weight_decay"}, inner=
+    AdamState, origin)` (torch's `betas` split in two), the numbers as 0-d arrays of the
+    parameters' dtype (float32 for bfloat16/float16 parameters).
+    """
 
     amsgrad: bool
-    hyperparams: dict[str, Any] = dataclasses.field(compare=False, hash=False)
 
-    def __call__(self, params: Any) -> AdamState:
+    def __call__(self, params: Any) -> OptState:
         dtype = _checks.float_dtype_of(params)
         zeros = lambda: _base.zeros_like(params)  # noqa: E731
-        return AdamState(
+        inner = AdamState(
             step=_base.zero_step(),
             exp_avg=zeros(),
             exp_avg_sq=zeros(),
             max_exp_avg_sq=zeros() if self.amsgrad else None,
-            hyperparams=_base.hyper_arrays(self.hyperparams, dtype),
         )
+        return self.new_state(inner, _base.opmath_dtype(dtype))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,10 +66,10 @@ class AdamUpdate:
     decoupled_weight_decay: bool
     maximize: bool
 
-    def __call__(self, updates: Any, state: AdamState, params: Any = None) -> tuple[Any, AdamState]:
-        _base.check_state(state, AdamState, "adam")
-        hp = state.hyperparams
-        step = optax.safe_int32_increment(state.step)
+    def __call__(self, updates: Any, state: OptState, params: Any = None) -> tuple[Any, OptState]:
+        hp, inner = unwrap(state, AdamState, "adam")
+        check_buffers("adam", "exp_avg", inner.exp_avg, params, updates)
+        step = optax.safe_int32_increment(inner.step)
         if self.weight_decay:
             _base.require_params(params, "adam", "weight_decay != 0 multiplies it with param")
         l2 = self.weight_decay and not self.decoupled_weight_decay
@@ -75,12 +78,18 @@ class AdamUpdate:
         # exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
         w1 = host(1) - host(hp["beta1"])
         w2 = host(1) - host(hp["beta2"])
-        exp_avg = jax.tree.map(lambda m, g: _base.lerp(m, g, like(w1, g)), state.exp_avg, g)
-        exp_avg_sq = jax.tree.map(
-            lambda v, g: like(w2, g) * g * g + v * like(hp["beta2"], v), state.exp_avg_sq, g
-        )
+
+        def first_moment(m, g):
+            return write(_base.lerp(up(m), g, like(w1, g)), m)
+
+        def second_moment(v, g):
+            v32 = up(v)
+            return write(like(w2, g) * g * g + store(v32 * like(hp["beta2"], v32), v.dtype), v)
+
+        exp_avg = jax.tree.map(first_moment, inner.exp_avg, g)
+        exp_avg_sq = jax.tree.map(second_moment, inner.exp_avg_sq, g)
         second = exp_avg_sq
-        max_sq = state.max_exp_avg_sq
+        max_sq = inner.max_exp_avg_sq
         if self.amsgrad:  # torch.maximum(max_exp_avg_sqs[i], exp_avg_sq, out=...)
             max_sq = second = jax.tree.map(jnp.maximum, max_sq, exp_avg_sq)
 
@@ -89,17 +98,30 @@ class AdamUpdate:
         )
 
         def direction(m, v):  # denom = (sqrt(v) / bc2_sqrt).add_(eps); addcdiv(-step_size)
-            denom = _base.divide_by_scalar(jnp.sqrt(v), bias_correction2_sqrt) + like(hp["eps"], v)
-            return -like(step_size, m) * m / denom
+            m32, v32 = up(m), up(v)
+            scaled = store(
+                _base.divide_by_scalar(store(jnp.sqrt(v32), v.dtype), bias_correction2_sqrt),
+                v.dtype,
+            )
+            denom = store(scaled + like(hp["eps"], v32), v.dtype)
+            return -like(step_size, m32) * m32 / denom
 
         out = jax.tree.map(direction, exp_avg, second)
         if self.weight_decay and self.decoupled_weight_decay:
             # torch: param.mul_(1 - lr * weight_decay) before the Adam step, i.e. the update
             # p * ((1 - lr*wd) - 1); the factor is rounded to p's dtype first, as torch's.
+            # Half precision: torch rounds the shrunk param to p's dtype, then adds.
             shrink = host(1) - host(hp["lr"]) * host(hp["weight_decay"])
-            out = jax.tree.map(lambda u, p: u + p * (like(shrink, p) - 1), out, params)
-        new_state = AdamState(step, exp_avg, exp_avg_sq, max_sq, hp)
-        return out, new_state
+
+            def decay(u, p):
+                if not _base.is_half(p.dtype):
+                    return u + p * (like(shrink, p) - 1)
+                p32 = up(p)
+                return u + (store(p32 * like(shrink, p32), p.dtype) - p32)
+
+            out = jax.tree.map(decay, out, params)
+        new_inner = AdamState(step, exp_avg, exp_avg_sq, max_sq)
+        return out, OptState(hp, new_inner, state.origin)
 
 
 def bias_corrections(
@@ -122,6 +144,18 @@ def _betas(betas: Sequence[float]) -> tuple[Any, Any]:
     except (TypeError, ValueError):
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
     return b1, b2
+
+
+def _is_tensor(x: Any) -> bool:  # torch: isinstance(x, Tensor); NumPy and jax arrays alike
+    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, np.floating)
+
+
+def _as_beta(i: int, beta: Any) -> Any:
+    if _is_tensor(beta) and np.ndim(beta) != 0:
+        if int(np.prod(np.shape(beta))) != 1:
+            raise ValueError(f"Tensor betas[{i}] must be 1-element")
+        beta = beta.reshape(())
+    return _base.as_number(f"betas[{i}]", beta)
 
 
 def adam(
@@ -176,9 +210,9 @@ def adam(
     """
     beta1, beta2 = _betas(betas)
     values = {
-        "lr": _base.as_number("lr", lr),
-        "beta1": _base.as_number("betas[0]", beta1),
-        "beta2": _base.as_number("betas[1]", beta2),
+        "lr": _base.as_lr(lr),
+        "beta1": _as_beta(0, beta1),
+        "beta2": _as_beta(1, beta2),
         "eps": _base.as_number("eps", eps),
         "weight_decay": _base.as_number("weight_decay", weight_decay),
     }
@@ -188,6 +222,9 @@ def adam(
         if not 0.0 <= values[f"beta{i + 1}"] < 1.0:
             raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
     _checks.check_hyper("weight_decay", weight_decay, what="weight_decay")
+    floats = isinstance(beta1, float) and isinstance(beta2, float)
+    if not (floats or (_is_tensor(beta1) and _is_tensor(beta2))):  # torch's check, e.g. (0, 0.9)
+        raise ValueError("betas must be either both floats or both Tensors")
     return optax.GradientTransformation(
         AdamInit(amsgrad=bool(amsgrad), hyperparams=values),
         AdamUpdate(

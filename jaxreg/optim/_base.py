@@ -1,19 +1,7 @@
-"""What every jaxreg optimizer shares: hyperparameters in the state, torch's scalar arithmetic.
+"""What every jaxreg optimizer shares: torch's scalar arithmetic and its checks.
 
-Design (the contract `jaxreg.fit` relies on):
-
-- Numeric hyperparameters (lr, momentum, betas, ...) live in the optimizer state as 0-d
-  arrays of the parameters' float dtype, in a `hyperparams` dict. `update` reads them
-  from there, so one compiled program serves every learning rate, and a schedule can
-  change `lr` inside a compiled loop (`set_lr`).
-- `init` and `update` are frozen dataclasses. Their identity (`==`, `hash`) is the
-  *structure* only (maximize, nesterov, amsgrad, centered, whether a momentum or
-  weight-decay branch exists); the numbers `init` writes into the state are carried in a
-  field that takes no part in `==`/`hash`. So `sgd(lr=0.1) == sgd(lr=0.01)` and a
-  `jax.jit` keyed on the transformation (static argument) does not retrace.
-
-  Consequence: call `tx.init(params)` *outside* any function jitted with `tx` static;
-  inside it, a cached trace would replay the numbers of the first, equal-comparing `tx`.
+The state wrapper (hyperparameters as arrays, `set_lr`, `adopt`) is in `_state.py`; this
+module is the arithmetic.
 
 torch computes its per-step scalars (bias corrections, `1 - beta`, `lr / bias_correction`)
 in Python float64 and casts the result to the tensor's dtype when the kernel runs. We do the
@@ -21,11 +9,16 @@ same arithmetic in `scalar_dtype()` (float64 when x64 is on, else float32) and c
 same point. The element-wise expressions are written in torch's operation order, with
 each `a * b + c` where torch fuses it (its CPU kernels use FMA for `add(alpha=)`, `lerp`
 and `addcmul`; XLA contracts the same expression into an FMA when it compiles the step).
+
+Half precision (bfloat16, float16 parameters): torch's CPU kernels compute in float32 (their
+"opmath" type, scalars included) and round once, when they write a tensor. Here `up` reads
+a stored value into float32, the math runs in float32 with float32 hyperparameters, `store`
+rounds where torch writes an intermediate tensor and `write` where it writes a buffer of
+the state. For float32 and float64 all three are the identity (no operation is added).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -33,23 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreg import _checks
-
-# The NamedTuple classes of jaxreg optimizer states (filled by `register_state`).
-_STATE_TYPES: list[type] = []
-
-
-def register_state(cls: type) -> type:
-    """Class decorator: mark a NamedTuple (with a `hyperparams` field) as a jaxreg state."""
-    if "hyperparams" not in getattr(cls, "_fields", ()):
-        raise TypeError(f"{cls.__name__} must be a NamedTuple with a 'hyperparams' field")
-    _STATE_TYPES.append(cls)
-    return cls
-
-
-def is_optimizer_state(x: Any) -> bool:
-    """True for the state of a jaxreg optimizer (not for optax's or a chain's tuple)."""
-    return isinstance(x, tuple(_STATE_TYPES))
-
+from jaxreg.optim._state import is_optimizer_state  # noqa: F401  (jaxreg/_pending_optim.py)
 
 # ----------------------------------------------------------------------------------------
 # Hyperparameters: validation at construction, arrays in the state.
@@ -65,6 +42,19 @@ def as_number(name: str, value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
+
+
+def as_lr(value: Any) -> Any:
+    """The learning rate as `as_number`, also from a 1-element array (torch: a Tensor lr).
+
+    torch accepts a tensor `lr` of one element (any shape) and refuses others with
+    `ValueError("Tensor lr must be 1-element")`; NumPy and jax arrays are treated alike.
+    """
+    if hasattr(value, "shape") and hasattr(value, "dtype") and np.ndim(value) != 0:
+        if int(np.prod(np.shape(value))) != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        value = value.reshape(())
+    return as_number("lr", value)
 
 
 def nonzero(name: str, value: Any) -> bool:
@@ -88,21 +78,16 @@ def check_lr(lr: Any) -> None:
     """
     if isinstance(lr, jax.Array) and not _checks.is_concrete(lr):
         return
-    if not float(lr) >= 0.0:
+    if not float(np.reshape(lr, ()) if np.ndim(lr) else lr) >= 0.0:
         raise ValueError(f"Invalid learning rate: {lr}")
 
 
-def hyper_arrays(values: Mapping[str, Any], dtype: Any) -> dict[str, np.ndarray]:
-    """The state's `hyperparams`: each value as a 0-d array of `dtype`.
+def zeros_like(tree: Any) -> Any:
+    """Host zeros shaped like each leaf of `tree` (optimizer buffers).
 
     Host (NumPy) arrays: `init` then costs no device dispatch (a few per call add up to
     more than a whole small `fit`); the first jitted step moves them to the device.
     """
-    return {name: np.asarray(v, dtype) for name, v in values.items()}
-
-
-def zeros_like(tree: Any) -> Any:
-    """Host zeros shaped like each leaf of `tree` (optimizer buffers; see `hyper_arrays`)."""
     return jax.tree.map(lambda p: np.zeros(np.shape(p), p.dtype), tree)
 
 
@@ -170,15 +155,19 @@ def torch_grads(grads: Any, params: Any, hp: dict, optimizer: str, *, maximize: 
     """The first lines of every torch optimizer's update, in torch's order.
 
     `grad = -grad` when maximizing, then the coupled (L2) weight decay
-    `grad = grad.add(param, alpha=weight_decay)` when `l2`.
+    `grad = grad.add(param, alpha=weight_decay)` when `l2`. Returns the gradients read
+    into the compute dtype (`up`).
     """
-    g = grads
-    if maximize:
-        g = jax.tree.map(jnp.negative, g)
-    if l2:
-        require_params(params, optimizer, "weight_decay != 0 adds it times param")
-        g = jax.tree.map(lambda g, p: g + like(hp["weight_decay"], p) * p, g, params)
-    return g
+    g = jax.tree.map(jnp.negative, grads) if maximize else grads
+    if not l2:
+        return jax.tree.map(up, g)
+    require_params(params, optimizer, "weight_decay != 0 adds it times param")
+
+    def decay(g: jax.Array, p: jax.Array) -> jax.Array:
+        p32 = up(p)
+        return store(up(g) + like(hp["weight_decay"], p32) * p32, g.dtype)
+
+    return jax.tree.map(decay, g, params)
 
 
 def require_params(params: Any, optimizer: str, why: str) -> None:
@@ -189,84 +178,41 @@ def require_params(params: Any, optimizer: str, why: str) -> None:
         )
 
 
-def check_state(state: Any, cls: type, optimizer: str) -> None:
-    if not isinstance(state, cls):
-        raise TypeError(
-            f"{optimizer}.update expects a {cls.__name__} (from {optimizer}(...).init(params)), "
-            f"got {type(state).__name__}"
-        )
-
-
 # ----------------------------------------------------------------------------------------
-# Public helpers: read and change the hyperparameters of a state, also inside a chain.
+# Half precision: compute in float32, round where torch writes a tensor.
+
+HALF_DTYPES = (np.dtype(jnp.bfloat16), np.dtype(jnp.float16))
 
 
-def _find_states(state: Any) -> list[Any]:
-    leaves = jax.tree_util.tree_leaves(state, is_leaf=is_optimizer_state)
-    return [leaf for leaf in leaves if is_optimizer_state(leaf)]
+def is_half(dtype: Any) -> bool:
+    return np.dtype(dtype) in HALF_DTYPES
 
 
-def _the_state(state: Any, fn: str) -> Any:
-    found = _find_states(state)
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise ValueError(
-            f"{fn}: no jaxreg optimizer state found in a {type(state).__name__}; pass the "
-            "state returned by tx.init(params) for a jaxreg.optim optimizer (it may be "
-            "nested inside an optax.chain state)."
-        )
-    raise ValueError(
-        f"{fn}: found {len(found)} jaxreg optimizer states "
-        f"({', '.join(type(s).__name__ for s in found)}); which one to use is ambiguous. "
-        "Apply it to the part of the state you mean, e.g. state[i] of a chain."
-    )
+def opmath_dtype(dtype: Any) -> np.dtype:
+    """torch's compute type for a tensor dtype: float32 for bfloat16/float16, else itself."""
+    return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)
 
 
-def get_hyperparams(state: Any) -> dict[str, jax.Array]:
-    """The hyperparameters of a jaxreg optimizer state, as a new dict of 0-d arrays.
+def up(x: jax.Array) -> jax.Array:
+    """A stored value in its compute dtype (float32 for half precision, else unchanged)."""
+    return x.astype(jnp.float32) if is_half(x.dtype) else x
 
-    Args:
-      state: the state of a `jaxreg.optim` optimizer, or any pytree (an `optax.chain`
-        state) holding exactly one.
 
-    Returns:
-      e.g. `{"lr": Array(0.01), "momentum": Array(0.9), ...}` in the parameters' dtype.
+def store(x: jax.Array, dtype: Any) -> jax.Array:
+    """`x` rounded as torch rounds when it writes it into a `dtype` tensor; still float32.
 
-    Raises:
-      ValueError: no jaxreg optimizer state in `state`, or more than one.
+    bfloat16: `reduce_precision` (XLA keeps it, where it may drop a pair of converts;
+    bfloat16 has float32's exponent range, so subnormals round as a cast does). float16:
+    a cast behind an optimization barrier (`reduce_precision` would flush its subnormals).
     """
-    return dict(_the_state(state, "get_hyperparams").hyperparams)
+    dtype = np.dtype(dtype)
+    if dtype == HALF_DTYPES[0]:
+        return jax.lax.reduce_precision(x, exponent_bits=8, mantissa_bits=7)
+    if dtype == HALF_DTYPES[1]:
+        return jax.lax.optimization_barrier(x.astype(dtype)).astype(x.dtype)
+    return x
 
 
-def set_lr(state: Any, lr: Any) -> Any:
-    """A copy of `state` whose optimizer uses learning rate `lr` from the next update on.
-
-    The torch equivalent is `for g in opt.param_groups: g["lr"] = lr`. Works inside `jit`
-    with a traced `lr` (this is how `fit` applies a schedule without recompiling).
-
-    Args:
-      state: a jaxreg optimizer state, or a pytree (an `optax.chain` state) holding exactly
-        one.
-      lr: a scalar; stored in the dtype of the state's current `lr`.
-
-    Returns:
-      The same pytree with that one state's `hyperparams["lr"]` replaced.
-
-    Raises:
-      ValueError: no (or more than one) jaxreg optimizer state; `lr` not a scalar; a
-        concrete `lr` that is negative or NaN (`"Invalid learning rate: -1"`, as torch).
-    """
-    old = _the_state(state, "set_lr")
-    if jnp.ndim(lr) != 0:
-        raise ValueError(f"set_lr: lr must be a scalar, got shape {jnp.shape(lr)}")
-    if not isinstance(lr, jax.Array) or _checks.is_concrete(lr):
-        check_lr(lr if not isinstance(lr, jax.Array) else float(lr))
-    value = jnp.asarray(lr).astype(old.hyperparams["lr"].dtype)
-
-    def replace(x: Any) -> Any:
-        if is_optimizer_state(x):  # the only one, `old`
-            return x._replace(hyperparams={**x.hyperparams, "lr": value})
-        return x
-
-    return jax.tree_util.tree_map(replace, state, is_leaf=is_optimizer_state)
+def write(x: jax.Array, buffer: jax.Array) -> jax.Array:
+    """`x` written into a state buffer like `buffer`: rounded and stored in its dtype."""
+    return store(x, buffer.dtype).astype(buffer.dtype) if is_half(buffer.dtype) else x

@@ -11,47 +11,48 @@ import optax
 
 from jaxreg import _checks
 from jaxreg.optim import _base
-from jaxreg.optim._base import host, like
+from jaxreg.optim._base import host, like, store, up, write
+from jaxreg.optim._state import HyperparamsInit, OptState, check_buffers, unwrap
 
 
-@_base.register_state
 class RMSpropState(NamedTuple):
-    """State of `rmsprop`.
+    """`rmsprop`'s own state (the `inner` of its `OptState`).
 
     Attributes:
       step: int32 scalar, updates done so far (torch keeps it too; the rule does not use it).
       square_avg: running average of `g * g`, a pytree like params.
       momentum_buffer: a pytree like params when `momentum > 0`, else None.
       grad_avg: running average of `g` when `centered`, else None.
-      hyperparams: `{"lr", "alpha", "eps", "weight_decay", "momentum"}`, 0-d arrays of the
-        parameters' dtype.
     """
 
     step: jax.Array
     square_avg: Any
     momentum_buffer: Any
     grad_avg: Any
-    hyperparams: dict[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
-class RMSpropInit:
-    """`rmsprop(...).init`. Equal for any numbers: `momentum`, `centered` are structural."""
+class RMSpropInit(HyperparamsInit):
+    """`rmsprop(...).init`. Equal for any numbers: `momentum`, `centered` are structural.
+
+    Returns `OptState(hyperparams={"alpha", "eps", "lr", "momentum", "weight_decay"},
+    inner=RMSpropState, origin)`, the numbers as 0-d arrays of the parameters' dtype
+    (float32 for bfloat16/float16 parameters).
+    """
 
     momentum: bool
     centered: bool
-    hyperparams: dict[str, Any] = dataclasses.field(compare=False, hash=False)
 
-    def __call__(self, params: Any) -> RMSpropState:
+    def __call__(self, params: Any) -> OptState:
         dtype = _checks.float_dtype_of(params)
         zeros = lambda: _base.zeros_like(params)  # noqa: E731
-        return RMSpropState(
+        inner = RMSpropState(
             step=_base.zero_step(),
             square_avg=zeros(),
             momentum_buffer=zeros() if self.momentum else None,
             grad_avg=zeros() if self.centered else None,
-            hyperparams=_base.hyper_arrays(self.hyperparams, dtype),
         )
+        return self.new_state(inner, _base.opmath_dtype(dtype))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,36 +64,52 @@ class RMSpropUpdate:
     weight_decay: bool
     maximize: bool
 
-    def __call__(
-        self, updates: Any, state: RMSpropState, params: Any = None
-    ) -> tuple[Any, RMSpropState]:
-        _base.check_state(state, RMSpropState, "rmsprop")
-        hp = state.hyperparams
+    def __call__(self, updates: Any, state: OptState, params: Any = None) -> tuple[Any, OptState]:
+        hp, inner = unwrap(state, RMSpropState, "rmsprop")
+        check_buffers("rmsprop", "square_avg", inner.square_avg, params, updates)
         g = _base.torch_grads(
             updates, params, hp, "rmsprop", maximize=self.maximize, l2=self.weight_decay
         )
 
-        # square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
         w = host(1) - host(hp["alpha"])
-        square_avg = jax.tree.map(
-            lambda s, g: like(w, g) * g * g + s * like(hp["alpha"], s), state.square_avg, g
-        )
-        grad_avg = state.grad_avg
-        if self.centered:  # grad_avg.lerp_(grad, 1 - alpha); square_avg.addcmul(ga, ga, -1)
-            grad_avg = jax.tree.map(lambda a, g: _base.lerp(a, g, like(w, g)), grad_avg, g)
-            avg = jax.tree.map(lambda s, a: jnp.sqrt(-a * a + s), square_avg, grad_avg)
-        else:
-            avg = jax.tree.map(jnp.sqrt, square_avg)
-        avg = jax.tree.map(lambda a: a + like(hp["eps"], a), avg)
 
-        buf = state.momentum_buffer
+        def average(s, g):  # square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+            s32 = up(s)
+            return write(like(w, g) * g * g + store(s32 * like(hp["alpha"], s32), s.dtype), s)
+
+        square_avg = jax.tree.map(average, inner.square_avg, g)
+        grad_avg = inner.grad_avg
+        if self.centered:  # grad_avg.lerp_(grad, 1 - alpha); square_avg.addcmul(ga, ga, -1)
+            grad_avg = jax.tree.map(
+                lambda a, g: write(_base.lerp(up(a), g, like(w, g)), a), grad_avg, g
+            )
+
+            def root(s, a):
+                a32 = up(a)
+                return store(jnp.sqrt(store(-a32 * a32 + up(s), s.dtype)), s.dtype)
+
+            avg = jax.tree.map(root, square_avg, grad_avg)
+        else:
+            avg = jax.tree.map(lambda s: store(jnp.sqrt(up(s)), s.dtype), square_avg)
+        # .add_(eps), rounded to the parameter's dtype (that of square_avg)
+        avg = jax.tree.map(
+            lambda a, s: store(a + like(hp["eps"], a), s.dtype), avg, inner.square_avg
+        )
+
+        buf = inner.momentum_buffer
         if self.momentum:  # buf.mul_(momentum).addcdiv_(grad, avg); param.add_(buf, -lr)
-            buf = jax.tree.map(lambda b, g, a: g / a + b * like(hp["momentum"], b), buf, g, avg)
-            out = jax.tree.map(lambda b: -like(hp["lr"], b) * b, buf)
+
+            def momentum(b, g, a):
+                b32 = up(b)
+                return write(g / a + store(b32 * like(hp["momentum"], b32), b.dtype), b)
+
+            buf = jax.tree.map(momentum, buf, g, avg)
+            out = jax.tree.map(lambda b: -like(hp["lr"], up(b)) * up(b), buf)
         else:  # param.addcdiv_(grad, avg, value=-lr)
             out = jax.tree.map(lambda g, a: -like(hp["lr"], g) * g / a, g, avg)
-        step = optax.safe_int32_increment(state.step)
-        return out, RMSpropState(step, square_avg, buf, grad_avg, hp)
+        step = optax.safe_int32_increment(inner.step)
+        new_inner = RMSpropState(step, square_avg, buf, grad_avg)
+        return out, OptState(hp, new_inner, state.origin)
 
 
 def rmsprop(
@@ -143,7 +160,7 @@ def rmsprop(
     values = {
         name: _base.as_number(name, v)
         for name, v in (
-            ("lr", lr),
+            ("lr", _base.as_lr(lr)),
             ("alpha", alpha),
             ("eps", eps),
             ("weight_decay", weight_decay),

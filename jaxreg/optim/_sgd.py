@@ -11,41 +11,38 @@ import optax
 
 from jaxreg import _checks
 from jaxreg.optim import _base
-from jaxreg.optim._base import host, like
+from jaxreg.optim._base import host, like, store, up, write
+from jaxreg.optim._state import HyperparamsInit, OptState, check_buffers, unwrap
 
 
-@_base.register_state
 class SGDState(NamedTuple):
-    """State of `sgd`.
+    """`sgd`'s own state (the `inner` of its `OptState`).
 
     Attributes:
       step: int32 scalar, updates done so far (the first one starts the momentum buffer).
       momentum_buffer: a pytree like params (torch's `state["momentum_buffer"]`), or None
         when `momentum == 0`.
-      hyperparams: `{"lr", "momentum", "dampening", "weight_decay"}`, 0-d arrays of the
-        parameters' dtype.
     """
 
     step: jax.Array
     momentum_buffer: Any
-    hyperparams: dict[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
-class SGDInit:
-    """`sgd(...).init`. Compares equal for any numbers: only `momentum` is structural."""
+class SGDInit(HyperparamsInit):
+    """`sgd(...).init`. Compares equal for any numbers: only `momentum` is structural.
+
+    Returns `OptState(hyperparams={"dampening", "lr", "momentum", "weight_decay"}, inner=
+    SGDState, origin)`, the numbers as 0-d arrays of the parameters' dtype (float32 for
+    bfloat16/float16 parameters, torch's compute type).
+    """
 
     momentum: bool
-    hyperparams: dict[str, Any] = dataclasses.field(compare=False, hash=False)
 
-    def __call__(self, params: Any) -> SGDState:
+    def __call__(self, params: Any) -> OptState:
         dtype = _checks.float_dtype_of(params)
         buf = _base.zeros_like(params) if self.momentum else None
-        return SGDState(
-            step=_base.zero_step(),
-            momentum_buffer=buf,
-            hyperparams=_base.hyper_arrays(self.hyperparams, dtype),
-        )
+        return self.new_state(SGDState(_base.zero_step(), buf), _base.opmath_dtype(dtype))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,27 +54,32 @@ class SGDUpdate:
     nesterov: bool
     maximize: bool
 
-    def __call__(self, updates: Any, state: SGDState, params: Any = None) -> tuple[Any, SGDState]:
-        _base.check_state(state, SGDState, "sgd")
-        hp = state.hyperparams
+    def __call__(self, updates: Any, state: OptState, params: Any = None) -> tuple[Any, OptState]:
+        hp, inner = unwrap(state, SGDState, "sgd")
         g = _base.torch_grads(
             updates, params, hp, "sgd", maximize=self.maximize, l2=self.weight_decay
         )
-        buf = state.momentum_buffer
+        buf = inner.momentum_buffer
         if self.momentum:
-            first = state.step == 0  # torch: buf = clone(grad), no dampening
+            check_buffers("sgd", "momentum_buffer", buf, params, updates)
+            first = inner.step == 0  # torch: buf = clone(grad), no dampening
             keep = host(1) - host(hp["dampening"])
 
             def buffer(b, g):  # buf.mul_(momentum).add_(grad, alpha=1 - dampening)
-                return jnp.where(first, g, like(keep, g) * g + b * like(hp["momentum"], b))
+                b32 = up(b)
+                decayed = store(b32 * like(hp["momentum"], b32), b.dtype)
+                return write(jnp.where(first, g, like(keep, g) * g + decayed), b)
 
             buf = jax.tree.map(buffer, buf, g)
             if self.nesterov:  # grad.add(buf, alpha=momentum)
-                g = jax.tree.map(lambda g, b: g + like(hp["momentum"], b) * b, g, buf)
+                g = jax.tree.map(
+                    lambda g, b: store(g + like(hp["momentum"], up(b)) * up(b), b.dtype), g, buf
+                )
             else:
-                g = buf
+                g = jax.tree.map(up, buf)
         out = jax.tree.map(lambda g: -like(hp["lr"], g) * g, g)  # param.add_(grad, alpha=-lr)
-        return out, SGDState(optax.safe_int32_increment(state.step), buf, hp)
+        step = optax.safe_int32_increment(inner.step)
+        return out, OptState(hp, SGDState(step, buf), state.origin)
 
 
 def sgd(
@@ -129,7 +131,7 @@ def sgd(
     values = {
         name: _base.as_number(name, v)
         for name, v in (
-            ("lr", lr),
+            ("lr", _base.as_lr(lr)),
             ("momentum", momentum),
             ("dampening", dampening),
             ("weight_decay", weight_decay),
