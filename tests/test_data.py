@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from pathlib import Path
 
 import jax
@@ -73,7 +75,17 @@ def test_load_csv_accepts_quotes_spaces_bom_crlf_blank_lines_and_unused_text(tmp
         pytest.param("x,y\n1,1e999\n", ["line 2", "'y'", "not finite"], id="float64-overflow"),
         pytest.param("x,y\n1,\n", ["line 2", "'y'", "empty value"], id="empty-value"),
         pytest.param("x,y\n1,2\n3,4e39\n", ["line 3", "'y'", "overflows float32"], id="f32"),
-        pytest.param(b"x,y\n1,\xff\n", ["UTF-8"], id="binary"),
+        pytest.param(b"x,y\n1,\xff\n", ["line 2", "column 3", "0xff", "UTF-8"], id="binary"),
+        pytest.param(
+            b"\xef\xbb\xbfx,y\r\n1,2\r\n3,\xc3\xa94\xff\r\n",  # BOM, CRLF, an "é" before
+            ["line 3", "column 5", "0xff", "not UTF-8"],
+            id="binary-after-bom-crlf-and-a-two-byte-character",
+        ),
+        pytest.param(b"x,y\r1,2\r\xfe,1\r", ["line 3", "column 1", "0xfe"], id="binary-cr-lines"),
+        pytest.param(b"x,\x80y\n1,2\n", ["line 1", "column 3", "0x80"], id="binary-header"),
+        pytest.param(
+            "x,y\n" + "1,2\n" * 3 + "1,\n", ["line 5", "'y'", "empty value"], id="empty-late"
+        ),
     ],
 )
 def test_load_csv_errors_name_the_line_and_column(tmp_path, text, fragments):
@@ -84,6 +96,47 @@ def test_load_csv_errors_name_the_line_and_column(tmp_path, text, fragments):
     for fragment in fragments:
         assert fragment in message
     assert str(path) in message
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Fail (rather than hang) if the block runs longer than `seconds` (POSIX timer)."""
+
+    def expire(signum, frame):
+        raise AssertionError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# 200,000 columns: linear work is ~4e5 field parses (~0.5 s here); work quadratic in the
+# columns (a `names.count(n)` or `names.index(n)` per column) is ~4e10 string
+# comparisons, minutes (20,000 columns took 8 s before the fix). 60 s separates them
+# by two orders of magnitude either way, so load does not make this flaky.
+WIDE_COLUMNS = 200_000
+WIDE_DEADLINE_S = 60
+
+
+@pytest.mark.parametrize("selection", ["all", "reversed"])
+def test_load_csv_is_linear_in_the_number_of_columns(tmp_path, selection):
+    names = [f"c{j}" for j in range(WIDE_COLUMNS)]
+    rows = [
+        ",".join(names),
+        ",".join(map(str, range(WIDE_COLUMNS))),
+        ",".join(["-1.5"] * WIDE_COLUMNS),
+    ]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    columns = None if selection == "all" else names[::-1]
+    with deadline(WIDE_DEADLINE_S):
+        cols = data.load_csv(path, columns=columns, dtype=np.float64)
+    assert list(cols) == (names if columns is None else columns)
+    for j in (0, 1, WIDE_COLUMNS // 2, WIDE_COLUMNS - 1):
+        np.testing.assert_array_equal(cols[f"c{j}"], [j, -1.5])
 
 
 def test_load_csv_float32_overflow_loads_as_float64(tmp_path):
