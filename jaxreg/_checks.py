@@ -50,17 +50,66 @@ def float_dtype_of(tree: Any, what: str = "parameters") -> np.dtype:
     dtypes = {
         np.dtype(leaf.dtype if hasattr(leaf, "dtype") else jnp.result_type(leaf)) for leaf in leaves
     }
-    if all(np.issubdtype(d, np.inexact) for d in dtypes):
-        return dtypes.pop() if len(dtypes) == 1 else jnp.result_type(*dtypes)
+    if all(jnp.issubdtype(d, jnp.floating) for d in dtypes):
+        return dtypes.pop() if len(dtypes) == 1 else np.dtype(jnp.result_type(*dtypes))
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        dtype = jnp.result_type(leaf)
-        if not jnp.issubdtype(dtype, jnp.inexact):
+        dtype = np.dtype(leaf.dtype if hasattr(leaf, "dtype") else jnp.result_type(leaf))
+        if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(
-                f"{what} must be floating point, but {jax.tree_util.keystr(path) or 'the leaf'} "
-                f"has dtype {dtype}. Create them as floats, e.g. jnp.zeros(..., jnp.float32) "
-                "(torch also refuses gradients for integer tensors)."
+                f"{what} must be floating point (real), but "
+                f"{jax.tree_util.keystr(path) or 'the leaf'} has dtype {dtype}. Create them as "
+                "floats, e.g. jnp.zeros(..., jnp.float32) (torch also refuses gradients for "
+                "integer tensors)."
             )
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def params_dtype(params: Any) -> np.dtype:
+    """The dtype training runs in: `float_dtype_of(params)`, warning if x64 would narrow it."""
+    dtype = float_dtype_of(params)
+    if dtype == np.float64 and not x64_enabled():
+        warnings.warn(
+            "the parameters are float64 but JAX's x64 mode is off, so training runs in "
+            "float32. Enable it with jax.config.update('jax_enable_x64', True) before "
+            "creating arrays, or pass float32 parameters to silence this.",
+            PrecisionWarning,
+            stacklevel=3,
+        )
+        return np.dtype(np.float32)
+    return dtype
+
+
+def as_array(name: str, x: Any) -> jax.Array | np.ndarray:
+    """`x` as a jax array (kept) or a NumPy array, refusing what cannot be data.
+
+    torch tensors are converted on the host (`.detach().cpu().numpy()`, torch is not
+    imported); lists become NumPy arrays. `TypeError` for ragged lists, strings, objects
+    and complex numbers, naming `name`.
+    """
+    if isinstance(x, jax.Array):
+        arr = x
+    else:
+        if _is_torch_tensor(x):
+            x = x.detach().cpu()
+            x = x.float().numpy() if str(x.dtype) == "torch.bfloat16" else x.numpy()
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise TypeError(
+                f"{name} could not be read as a numeric array ({e}); pass a NumPy or jax array "
+                "(a list of lists must have rows of equal length)"
+            ) from None
+    dtype = np.dtype(arr.dtype)
+    _refuse_complex(name, dtype)
+    if not (jnp.issubdtype(dtype, jnp.number) or dtype == np.bool_):
+        raise TypeError(
+            f"{name} must hold numbers, got an array of dtype {dtype} (shape {arr.shape})"
+        )
+    return arr
+
+
+def _is_torch_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
 def as_data(name: str, x: Any, dtype: Any) -> jax.Array | np.ndarray:
@@ -72,11 +121,35 @@ def as_data(name: str, x: Any, dtype: Any) -> jax.Array | np.ndarray:
     """
     warn_if_float64_truncated(name, x)
     if isinstance(x, jax.Array):
+        _refuse_complex(name, x.dtype)
         return x if x.dtype == dtype else x.astype(dtype)
+    arr = as_array(name, x)
+    return arr if arr.dtype == dtype else arr.astype(dtype)
+
+
+def _refuse_complex(name: str, dtype: Any) -> None:
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(
+            f"{name} is complex ({np.dtype(dtype)}); jaxreg trains on real numbers. Pass the "
+            f"real part ({name}.real) if that is what you mean, or split real and imaginary "
+            "parts into columns."
+        )
+
+
+def check_range(name: str, x: Any, low: float, high: float, *, fn: str, torch_name: str) -> None:
+    """`ValueError` naming the first element of a concrete `x` outside [low, high] (NaN
+    passes, as in torch); tracers pass (values are unknown at trace time)."""
+    if not is_concrete(x):
+        return
     arr = np.asarray(x)
-    if arr.dtype != dtype and not np.issubdtype(arr.dtype, np.complexfloating):
-        arr = arr.astype(dtype)
-    return arr
+    bad = (arr < low) | (arr > high)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{fn}: all elements of {name} should be between {low:g} and {high:g} (torch: "
+            f"'all elements of {torch_name} should be between 0 and 1'); {arr[first].item()!r} "
+            f"at index {first} is not."
+        )
 
 
 def check_nonempty(name: str, x: Any) -> None:
@@ -87,9 +160,9 @@ def check_nonempty(name: str, x: Any) -> None:
 def check_finite(name: str, x: Any) -> None:
     """`ValueError` naming the first NaN/inf element of a concrete array."""
     arr = np.asarray(x)
-    if not np.issubdtype(arr.dtype, np.inexact):
+    if not jnp.issubdtype(arr.dtype, jnp.inexact):
         return
-    finite = np.isfinite(arr)
+    finite = np.isfinite(arr.astype(np.float32) if arr.dtype.itemsize < 4 else arr)
     if finite.all():
         return
     bad = np.argwhere(~finite)

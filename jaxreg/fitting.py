@@ -1,14 +1,16 @@
 """`fit`: the whole training loop (epochs, mini-batches, schedules) as one XLA program.
 
-The program is cached on the shapes, the loss function and the optimizer's structure;
-hyperparameter values (learning rate, momentum, ...) live in the optimizer state and a
-schedule's learning rates are an input array, so changing them does not recompile.
+The public call validates everything once (`Dataset`, `LoopSpec`, the optimizer and its
+state, the schedule), hands plain values to the compiled loop (`jaxreg.loop.program`) and
+checks the result. The program is cached on the shapes, the objective and the optimizer's
+structure; hyperparameter values live in the optimizer state and a schedule's learning
+rates are an input array, so changing them does not recompile.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import os
 from typing import Any, NamedTuple
 
 import jax
@@ -16,9 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg import _checks
-from jaxreg._loop import LoopSpec, epoch_permutation, run_loop
-from jaxreg.train import LossFn, prepare_data
+from jaxreg import _checks, gradients, optim
+from jaxreg.dataset import Dataset, as_dataset
+from jaxreg.loop import program
+from jaxreg.loop.batches import epoch_permutation
+from jaxreg.loop.progress import Bar
+from jaxreg.loop.spec import LoopSpec, loop_spec, progress_every
+from jaxreg.objective import Objective, as_objective
 
 __all__ = ["DivergenceError", "FitResult", "epoch_permutation", "fit"]
 
@@ -46,17 +52,17 @@ class DivergenceError(FloatingPointError):
 
 
 def fit(
-    loss_fn: LossFn,
+    loss_fn: Any,
     tx: optax.GradientTransformation,
     params: Any,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     steps: int | None = None,
     epochs: int | None = None,
     batch_size: int | None = None,
     shuffle: bool = True,
-    key: jax.Array | None = None,
+    key: Any = None,
     order: Any = None,
     drop_last: bool = False,
     schedule: Any = None,
@@ -75,144 +81,182 @@ def fit(
     when `shuffle`, else 0..n-1.
 
     A `schedule` (from `jaxreg.schedules`) sets the learning rate of each epoch the way a
-    torch loop that calls `scheduler.step()` after every epoch does.
+    torch loop that calls `scheduler.step()` after every epoch does (a schedule whose
+    `interval` is "batch" sets it before every step).
 
     Args:
-      loss_fn: `(params, x, y) -> scalar`.
-      tx: an optax `GradientTransformation` (`jaxreg.optim`'s mirror torch.optim).
+      loss_fn: `(params, x, y) -> scalar`, e.g. `jr.objective(jr.linear.predict, jr.losses.mse)`.
+      tx: an optax `GradientTransformation` (`jaxreg.optim`'s mirror torch.optim). Its
+        hyperparameters are the ones that train, also when `opt_state` was made by another.
       params: any pytree of float arrays (e.g. `jaxreg.linear.Params`, a dict).
-      x: (n, ...) inputs; y: (n, ...) targets. Integers are promoted to the params' dtype.
+      x: (n, ...) inputs, or a `jaxreg.Dataset` (then no `y`); y: (n, ...) targets.
+        Integers are promoted to the params' dtype; wider floats are rounded to it with a
+        `PrecisionWarning` (training runs in the params' dtype).
       steps / epochs: the length of the run (see above).
-      batch_size, shuffle, key, order, drop_last: mini-batching (see above).
-      schedule: a `jaxreg.schedules` schedule, stepped per epoch.
-      opt_state: continue from this optimizer state instead of `tx.init(params)`.
+      batch_size, shuffle, key, order, drop_last: mini-batching (see above); `key` is a
+        `jax.random.key` or an int seed.
+      schedule: a `jaxreg.schedules` schedule.
+      opt_state: continue from this optimizer state (its buffers; the hyperparameters are
+        `tx`'s, see `jaxreg.optim.adopt`) instead of `tx.init(params)`.
       record_history: keep the parameters after every update (`FitResult.history`).
       check_finite: raise `DivergenceError` naming the first step whose loss is NaN/inf.
-      progress: show a progress bar (tqdm) updated from inside the compiled loop; an int
-        gives the number of updates of the bar (default 100).
+      progress: show a progress bar (tqdm) for this call; an int gives the number of
+        updates of the bar (default 100). The loop then runs in that many chunks.
 
     Returns:
       `FitResult(params, opt_state, losses, history)`.
     """
-    dtype = _checks.float_dtype_of(params)
-    x, y = prepare_data(x, y, dtype)
-    n = x.shape[0]
-    spec, order_arr, key_arr = _loop_spec(
-        n, steps, epochs, batch_size, shuffle, key, order, drop_last, record_history, progress
+    objective, data, dtype = boundary(loss_fn, tx, params, x, y)
+    xd, yd = data.arrays(dtype)
+    spec, order_arr, key_arr = loop_spec(
+        data.n,
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        key=key,
+        order=order,
+        drop_last=drop_last,
+        record=record_history,
     )
-    if opt_state is None:
-        opt_state = tx.init(params)
-    lrs = None
-    if schedule is not None:
-        from jaxreg import optim
-
-        # torch's schedulers start from the Python float the optimizer was built with; the
-        # state holds it rounded to the params' dtype, so prefer the builder's exact value.
-        exact = getattr(getattr(tx, "init", None), "hyperparams", None)
-        if isinstance(exact, dict) and "lr" in exact:
-            base_lr = float(exact["lr"])
-        else:
-            base_lr = float(optim.get_hyperparams(opt_state)["lr"])
-        lrs = jnp.asarray(schedule.lrs(base_lr, spec.epochs), dtype)
-    spec = dataclasses.replace(spec, has_schedule=lrs is not None)
-    bar = _progress_bar(spec) if spec.progress_every else None
-    try:
-        params_out, state_out, losses, history = run_loop(
-            loss_fn, tx, spec, params, opt_state, x, y, order_arr, key_arr, lrs
-        )
-        losses = np.asarray(losses)
-    finally:
-        if bar is not None:
-            _close_bar(bar)
+    for name, flag in (("check_finite", check_finite),):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    every = progress_every(progress, spec.epochs)
+    opt_state = tx.init(params) if opt_state is None else optim.adopt(tx, params, opt_state)
+    spec, lrs = _schedule(schedule, tx, opt_state, spec, dtype)
+    _check_memory(spec, params, dtype)
+    run = _Run(objective, tx, spec, xd, yd, order_arr, key_arr, lrs, gradients.backend_of(xd, yd))
+    params_out, state_out, losses, history = run.all(params, opt_state, every)
     if check_finite:
-        _check_losses(losses, spec, params_out)
+        check_losses(losses, spec, params_out, objective, data, dtype, params, history)
     return FitResult(params_out, state_out, losses, history if record_history else None)
 
 
-def _loop_spec(n, steps, epochs, batch_size, shuffle, key, order, drop_last, record, progress):
-    if batch_size is None:
-        if steps is not None and epochs is not None and steps != epochs:
-            raise ValueError(
-                f"full-batch fit: steps ({steps}) and epochs ({epochs}) are the same thing; "
-                "pass one of them"
+def boundary(loss_fn, tx, params, x, y) -> tuple[Any, Dataset, np.dtype]:
+    """The validated objective, dataset and training dtype of a `fit`/`fit_many` call."""
+    optim.check_transformation(tx)
+    objective = as_objective(loss_fn)
+    dtype = _checks.params_dtype(params)
+    data = as_dataset(x, y)
+    check_objective_data(objective, data)
+    return objective, data, dtype
+
+
+def check_objective_data(objective: Any, data: Dataset) -> None:
+    """The data checks an objective declares (bce's targets in [0, 1])."""
+    separable = objective.separable() if isinstance(objective, Objective) else None
+    if separable is not None and separable[0].target_range is not None:
+        low, high = separable[0].target_range
+        data.check_target_range(low, high, loss=objective.loss.__name__)
+
+
+class _Run:
+    """One fit's compiled loop with its inputs; `all` runs it whole or in progress chunks."""
+
+    def __init__(self, objective, tx, spec, x, y, order, key, lrs, backend):
+        self.objective, self.tx, self.spec, self.backend = objective, tx, spec, backend
+        self.inputs = (x, y, order, key, lrs)
+
+    def chunk(self, params, opt_state, epoch0: int, epochs: int):
+        spec = dataclasses.replace(self.spec, epochs=epochs)
+        return program.run(
+            self.objective,
+            params,
+            opt_state,
+            *self.inputs,
+            epoch0,
+            tx=self.tx,
+            spec=spec,
+            backend=self.backend,
+        )
+
+    def all(self, params, opt_state, every: int):
+        total = self.spec.epochs
+        if not every:
+            p, s, losses, history = self.chunk(params, opt_state, 0, total)
+            return p, s, np.asarray(losses), history
+        bar = Bar(total)
+        parts = []
+        try:
+            done = 0
+            while done < total:
+                k = min(every, total - done)
+                params, opt_state, losses, history = self.chunk(params, opt_state, done, k)
+                parts.append((np.asarray(losses), history))  # waits for the chunk
+                done += k
+                bar.update(k)
+        finally:
+            bar.close()
+        losses = np.concatenate([p[0] for p in parts])
+        history = None
+        if self.spec.record:
+            history = jax.tree.map(lambda *h: jnp.concatenate(h), *[p[1] for p in parts])
+        return params, opt_state, losses, history
+
+
+def _schedule(schedule, tx, opt_state, spec: LoopSpec, dtype) -> tuple[LoopSpec, Any]:
+    if schedule is None:
+        return spec, None
+    lrs_fn = getattr(schedule, "lrs", None)
+    interval = getattr(schedule, "interval", "epoch")
+    if not callable(lrs_fn) or interval not in ("epoch", "batch"):
+        hint = ""
+        if hasattr(schedule, "optimizer") and hasattr(schedule, "get_last_lr"):
+            hint = (
+                f" This is a torch scheduler: use its jaxreg mirror, e.g. "
+                f"jr.schedules.{type(schedule).__name__}(...) with the same arguments."
             )
-        total = steps if steps is not None else epochs
-        if total is None:
-            raise ValueError("fit needs steps= (or epochs=) to know how long to train")
-        _positive_int("steps", total)
-        if order is not None or key is not None:
-            raise ValueError("order= and key= only apply with batch_size= (mini-batches)")
-        spec = LoopSpec(epochs=total, batch_size=n, n_full=1, remainder=0, mode="full")
-        order_arr = key_arr = None
+        raise TypeError(
+            f"schedule must be a jaxreg.schedules schedule (e.g. "
+            f"jr.schedules.StepLR(step_size=5, gamma=0.5)), got {type(schedule).__name__}.{hint}"
+        )
+    # torch's schedulers start from the Python float the optimizer was built with; the
+    # state holds it rounded to the params' dtype, so prefer the builder's exact value.
+    exact = getattr(getattr(tx, "init", None), "hyperparams", None)
+    if isinstance(exact, dict) and "lr" in exact:
+        base_lr = float(exact["lr"])
     else:
-        _positive_int("batch_size", batch_size)
-        n_full, rem = divmod(n, batch_size)
-        if drop_last or n_full == 0:
-            if n_full == 0 and drop_last:
-                raise ValueError(
-                    f"batch_size={batch_size} > n={n} with drop_last=True leaves no batch"
-                )
-            rem = 0 if drop_last else rem
-        per_epoch = n_full + (1 if rem else 0)
-        if epochs is None:
-            if steps is None:
-                raise ValueError("fit with batch_size= needs epochs=")
-            if steps % per_epoch:
-                raise ValueError(
-                    f"steps={steps} is not a whole number of epochs of {per_epoch} batches; "
-                    "pass epochs= instead"
-                )
-            epochs = steps // per_epoch
-        elif steps is not None and steps != epochs * per_epoch:
-            raise ValueError(
-                f"steps={steps} != epochs ({epochs}) x batches per epoch ({per_epoch})"
-            )
-        _positive_int("epochs", epochs)
-        order_arr = key_arr = None
-        if order is not None:
-            order_arr = _check_order(order, epochs, n)
-            mode = "order"
-        elif shuffle:
-            if key is None:
-                raise ValueError(
-                    "shuffled mini-batches need a key: fit(..., key=jax.random.key(0)); "
-                    "or pass shuffle=False, or order= to replay a torch DataLoader"
-                )
-            key_arr = key
-            mode = "key"
-        else:
-            mode = "sequential"
-        spec = LoopSpec(
-            epochs=epochs, batch_size=batch_size, n_full=n_full, remainder=rem, mode=mode
+        base_lr = float(optim.get_hyperparams(opt_state)["lr"])
+    count = spec.epochs if interval == "epoch" else spec.steps
+    lrs = jnp.asarray(lrs_fn(base_lr, count), dtype)
+    return dataclasses.replace(spec, schedule=interval), lrs
+
+
+def _check_memory(spec: LoopSpec, params: Any, dtype: Any) -> None:
+    """Refuse, before allocating, a run whose losses and history would not fit in memory."""
+    per_step = np.dtype(dtype).itemsize
+    if spec.record:
+        per_step += sum(
+            np.size(leaf) * np.dtype(dtype).itemsize for leaf in jax.tree.leaves(params)
         )
-    every = 0
-    if progress:
-        updates = 100 if progress is True else int(progress)
-        every = max(1, math.ceil(spec.epochs / max(1, updates)))
-    return dataclasses.replace(spec, record=record, progress_every=every), order_arr, key_arr
-
-
-def _positive_int(name: str, v: Any) -> None:
-    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
-
-
-def _check_order(order, epochs: int, n: int) -> jax.Array:
-    arr = np.asarray(order)
-    if arr.shape != (epochs, n) or not np.issubdtype(arr.dtype, np.integer):
+    need = spec.steps * per_step
+    have = _memory_bytes()
+    if need > have:
+        what = "the losses and the parameters after every step" if spec.record else "the losses"
         raise ValueError(
-            f"order must be an integer array of shape (epochs, n) = ({epochs}, {n}), got "
-            f"{arr.dtype} {arr.shape}"
+            f"steps={spec.steps}: {what} need {need / 2**30:.3g} GiB, more than the "
+            f"{have / 2**30:.3g} GiB this machine can spare (half its memory, at most what is "
+            "free). Train fewer steps per call (continue with opt_state=), or pass "
+            "record_history=False to keep only the losses."
         )
-    if arr.min() < 0 or arr.max() >= n:
-        raise ValueError(f"order has indices outside 0..{n - 1}")
-    return jnp.asarray(arr, jnp.int32)
 
 
-def _check_losses(losses: np.ndarray, spec: LoopSpec, params) -> None:
+def _memory_bytes() -> int:
+    """Half the machine's memory, at most what is free now."""
+    try:
+        page = os.sysconf("SC_PAGE_SIZE")
+        return min(page * os.sysconf("SC_PHYS_PAGES") // 2, page * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 2**40
+
+
+def check_losses(losses, spec: LoopSpec, params_out, objective, data, dtype, params0, history):
+    """`DivergenceError` (or the data's own error) if a loss or the final params are not
+    finite; names the first bad step and, for bce, probabilities outside [0, 1]."""
     finite = np.isfinite(losses)
     if finite.all():
-        leaves = jax.tree_util.tree_leaves(params)  # small: (out, in) arrays
+        leaves = jax.tree_util.tree_leaves(params_out)  # small: (out, in) arrays
         if all(np.isfinite(np.asarray(leaf)).all() for leaf in leaves):
             return
         first = losses.shape[0] - 1
@@ -220,6 +264,7 @@ def _check_losses(losses: np.ndarray, spec: LoopSpec, params) -> None:
     else:
         first = int(np.argmin(finite))
         what = f"the loss became {losses[first]} at step {first}"
+        _check_predictions(objective, data, dtype, params0, history, first)
     where = spec.describe_step(first)
     last = f"; the last finite loss was {losses[first - 1]:.6g}" if first > 0 else ""
     raise DivergenceError(
@@ -229,32 +274,25 @@ def _check_losses(losses: np.ndarray, spec: LoopSpec, params) -> None:
     )
 
 
-def _progress_bar(spec: LoopSpec):
-    from jaxreg import _loop
-
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is optional
-        tqdm = None
-    bar = tqdm(total=spec.epochs, unit="epoch") if tqdm is not None else None
-    _loop.set_progress_callback(bar.update if bar is not None else _print_progress(spec))
-    return bar if bar is not None else True
-
-
-def _print_progress(spec: LoopSpec):
-    done = [0]
-
-    def tick(k: int) -> None:
-        done[0] += k
-        print(f"\rfit: epoch {done[0]}/{spec.epochs}", end="", flush=True)
-
-    return tick
-
-
-def _close_bar(bar) -> None:
-    from jaxreg import _loop
-
-    jax.effects_barrier()
-    _loop.set_progress_callback(None)
-    if bar is not True:
-        bar.close()
+def _check_predictions(objective, data, dtype, params0, history, first: int) -> None:
+    """For a loss that needs predictions in a range (bce: probabilities), name the row
+    whose prediction left it at the step whose loss became NaN."""
+    separable = objective.separable() if isinstance(objective, Objective) else None
+    if separable is None or separable[0].pred_range is None:
+        return
+    if first > 0 and history is None:
+        return
+    at = params0 if first == 0 else jax.tree.map(lambda h: h[first - 1], history)
+    x, _ = data.arrays(dtype)
+    pred = np.asarray(objective.predict(at, x))
+    low, high = separable[0].pred_range
+    bad = ~((pred >= low) & (pred <= high))
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise ValueError(
+            f"{objective.loss.__name__} needs predictions in [{low:g}, {high:g}] (torch: 'all "
+            f"elements of input should be between 0 and 1'), but at step {first} the "
+            f"prediction for row {row} is {pred[np.argwhere(bad)[0][0]].tolist()}: the loss "
+            "became NaN. Predict probabilities (jr.logistic.predict), or use "
+            "jr.losses.bce_with_logits on logits."
+        )

@@ -214,8 +214,9 @@ def bce(
     `loss = -(t log p + (1 - t) log(1 - p))`, with both logs clamped at -100 as torch does,
     so p = 0 or 1 gives a finite loss (100 per wrong element) instead of inf. The gradient is
     torch's, `(p - t) / max(p (1 - p), 1e-12)`; the target's is torch's `-logit(p)` (inf at
-    p = 0 or 1). torch raises for p outside [0, 1]; inside a
-    compiled program values cannot be checked, and such p give NaN.
+    p = 0 or 1). torch raises for p or targets outside [0, 1]; so does this, called on
+    concrete arrays. Inside a compiled program values cannot be checked and such p give
+    NaN; `fit` then names the row whose prediction left [0, 1].
 
     Args:
       prob: probabilities, any shape, e.g. (n, 1) from `logistic.predict`.
@@ -225,6 +226,8 @@ def bce(
     """
     _check_reduction(reduction, "bce")
     prob, target, weight = _prepare("bce", prob, target, weight)
+    _checks.check_range("prob", prob, 0.0, 1.0, fn="bce", torch_name="input")
+    _checks.check_range("target", target, 0.0, 1.0, fn="bce", torch_name="target")
     loss = _bce_elementwise(prob, target)
     if weight is not None:
         loss = loss * weight

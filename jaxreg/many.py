@@ -2,7 +2,7 @@
 
 `fit_many(loss_fn, tx, params, x, y, steps=...)` trains M models that share a loss and an
 optimizer but not their data or parameters: every leaf of `params`, and `x`, `y`, have a
-leading model axis of length M. It runs the program `fit` runs (`_loop._program`, full
+leading model axis of length M. It runs the program `fit` runs (`jaxreg.loop.program`, full
 batch) under `jax.vmap`, so model m gets exactly the updates `fit` would give it alone
 (up to float rounding of the batched kernels); there is one compiled program per shape,
 cached like `fit`'s.
@@ -21,9 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg import _checks, _loop
-from jaxreg.fitting import DivergenceError, FitResult
-from jaxreg.train import LossFn, prepare_data
+from jaxreg import gradients, optim
+from jaxreg.fitting import DivergenceError, FitResult, boundary
+from jaxreg.loop import program
+from jaxreg.loop.spec import LoopSpec, positive_int
 
 
 class ManyResult(NamedTuple):
@@ -53,11 +54,11 @@ class ManyResult(NamedTuple):
 
 
 def fit_many(
-    loss_fn: LossFn,
+    loss_fn: Any,
     tx: optax.GradientTransformation,
     params: Any,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     steps: int,
     opt_state: Any = None,
@@ -71,60 +72,79 @@ def fit_many(
       tx: the optimizer, shared by all models (its hyperparameters are in the state).
       params: a pytree whose leaves have a leading model axis M (e.g. `Params` with
         weight (M, out, in) and bias (M, out)). Build it with `jax.vmap(jr.linear.init)`.
-      x: (M, n, in) inputs; y: (M, n, out) targets (same n for every model).
+      x: (M, n, in) inputs, or a `jaxreg.Dataset` of them; y: (M, n, out) targets (same n
+        for every model).
       steps: updates per model.
       opt_state: per-model optimizer states (leading axis M); default
-        `jax.vmap(tx.init)(params)`.
+        `jax.vmap(tx.init)(params)`. Its hyperparameters are `tx`'s (`jaxreg.optim.adopt`).
       record_history: keep every model's parameters after every update.
-      check_finite: raise `DivergenceError` naming the models whose loss became NaN/inf.
+      check_finite: raise `DivergenceError` naming the models whose loss or parameters
+        became NaN/inf.
 
     Returns:
       `ManyResult(params, opt_state, losses (M, steps), history)`; `.model(m)` gives
       model m's results in `fit`'s form.
     """
+    objective, data, dtype = boundary(loss_fn, tx, params, x, y)
+    _check_model_axis(params, data)
+    steps = positive_int("steps", steps)
+    for name, flag in (("record_history", record_history), ("check_finite", check_finite)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    xd, yd = data.arrays(dtype)
+    if opt_state is None:
+        opt_state = jax.vmap(tx.init)(params)
+    else:
+        opt_state = optim.adopt(tx, params, opt_state, batched=True)
+    spec = LoopSpec(steps, xd.shape[1], 1, 0, "full", record=bool(record_history))
+    backend = gradients.backend_of(xd, yd)
+    p, s, losses, history = _run(
+        objective, params, opt_state, xd, yd, tx=tx, spec=spec, backend=backend
+    )
+    losses = np.asarray(losses)
+    if check_finite:
+        _check_models(losses, p)
+    return ManyResult(p, s, losses, history)
+
+
+def _check_model_axis(params, data) -> None:
     leaves = jax.tree.leaves(params)
-    if not leaves:
-        raise ValueError("params has no arrays in it")
     m = jnp.shape(leaves[0])[0] if jnp.ndim(leaves[0]) else None
-    for name, a in [*(("params leaf", leaf) for leaf in leaves), ("x", x), ("y", y)]:
+    arrays = [*(("params leaf", leaf) for leaf in leaves), ("x", data.x), ("y", data.y)]
+    for name, a in arrays:
         if jnp.ndim(a) == 0 or jnp.shape(a)[0] != m:
             raise ValueError(
                 f"fit_many: every params leaf, x and y need the same leading model axis; "
                 f"got {name} of shape {jnp.shape(a)} for {m} models"
             )
-    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps <= 0:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    dtype = _checks.float_dtype_of(params)
-    x, y = prepare_data(x, y, dtype)
-    if opt_state is None:
-        opt_state = jax.vmap(tx.init)(params)
-    spec = _loop.LoopSpec(
-        epochs=int(steps),
-        batch_size=x.shape[1],
-        n_full=1,
-        remainder=0,
-        mode="full",
-        record=record_history,
+
+
+def _check_models(losses: np.ndarray, params) -> None:
+    bad = ~np.isfinite(losses).all(axis=1)
+    for leaf in jax.tree.leaves(params):
+        host = np.asarray(leaf)
+        bad |= ~np.isfinite(host.reshape(host.shape[0], -1)).all(axis=1)
+    if not bad.any():
+        return
+    models = np.flatnonzero(bad)
+    first = [
+        int(np.argmin(np.isfinite(losses[i]))) if not np.isfinite(losses[i]).all() else "last"
+        for i in models[:5]
+    ]
+    raise DivergenceError(
+        f"training diverged in {models.size} of {losses.shape[0]} models (models "
+        f"{models[:5].tolist()}{'...' if models.size > 5 else ''}, first bad steps "
+        f"{first}; 'last': the parameters became non-finite in the last update). The "
+        "learning rate is probably too large for their data: try a smaller one. Pass "
+        "check_finite=False to get the raw numbers."
     )
-    p, s, losses, history = _run(params, opt_state, x, y, loss_fn=loss_fn, tx=tx, spec=spec)
-    losses = np.asarray(losses)
-    if check_finite:
-        bad = ~np.isfinite(losses).all(axis=1)
-        if bad.any():
-            models = np.flatnonzero(bad)
-            first = [int(np.argmin(np.isfinite(losses[i]))) for i in models[:5]]
-            raise DivergenceError(
-                f"training diverged in {models.size} of {losses.shape[0]} models (models "
-                f"{models[:5].tolist()}{'...' if models.size > 5 else ''}, first bad steps "
-                f"{first}). The learning rate is probably too large for their data: try a "
-                "smaller one. Pass check_finite=False to get the raw numbers."
-            )
-    return ManyResult(p, s, losses, history)
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "tx", "spec"))
-def _run(params, opt_state, x, y, *, loss_fn, tx, spec):
+@functools.partial(jax.jit, static_argnames=("tx", "spec", "backend"))
+def _run(objective, params, opt_state, x, y, *, tx, spec, backend):
     def one(p, s, xm, ym):
-        return _loop._program(p, s, xm, ym, None, None, None, loss_fn=loss_fn, tx=tx, spec=spec)
+        return program.run(
+            objective, p, s, xm, ym, None, None, None, 0, tx=tx, spec=spec, backend=backend
+        )
 
     return jax.vmap(one)(params, opt_state, x, y)

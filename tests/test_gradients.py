@@ -1,4 +1,5 @@
-"""The one-pass gradient (`jaxreg._onepass`) equals `jax.value_and_grad` of the objective.
+"""Every formulation of `jaxreg.gradients` equals `jax.value_and_grad` of the objective,
+and `select` chooses from the objective's declaration, the shapes and the backend.
 
 Tolerances:
 - FLOAT64_RTOL = 1e-12: the two differ only in summation order; in float64 over a few
@@ -15,7 +16,8 @@ import optax
 import pytest
 
 import jaxreg as jr
-from jaxreg import _onepass
+from jaxreg import gradients
+from jaxreg.gradients import xla_cpu
 
 FLOAT64_RTOL = 1e-12
 FLOAT32_RTOL = 2e-5
@@ -56,11 +58,17 @@ def _problem(n, d, out, bias, dtype, probs, seed=0):
 
 def _force(monkeypatch, formulation):
     if formulation == "small":
-        monkeypatch.setattr(_onepass, "_SMALL_MAX_ELEMENTS", 1 << 30)
-        monkeypatch.setattr(_onepass, "_SMALL_MAX_ROWS_COSTLY", 1 << 30)
+        monkeypatch.setattr(xla_cpu, "_SMALL_MAX_ELEMENTS", 1 << 30)
+        monkeypatch.setattr(xla_cpu, "_SMALL_MAX_ROWS_COSTLY", 1 << 30)
     else:
-        monkeypatch.setattr(_onepass, "_SMALL_MAX_TERMS", 0)
-        monkeypatch.setattr(_onepass, "_LARGE_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(xla_cpu, "_SMALL_MAX_TERMS", 0)
+        monkeypatch.setattr(xla_cpu, "_LARGE_MIN_ELEMENTS", 0)
+
+
+def _cpu_value_and_grad(obj, params, x, y):
+    """The value and gradient by the formulation `select` picks on XLA:CPU."""
+    f = gradients.select(obj, params, x, y, backend="cpu")
+    return f.value_and_grad(obj, params, x, y)
 
 
 def _assert_close(got, want, rtol):
@@ -88,8 +96,8 @@ def test_matches_value_and_grad(
     _force(monkeypatch, formulation)
     obj = jr.objective(predict, loss, **kwargs)
     params, x, y = _problem(300, 4, out, bias, dtype, probs)
-    assert _onepass._plan(obj, params, x, y)[0] == formulation  # the path under test ran
-    got = jax.jit(_onepass.value_and_grad, static_argnums=0)(obj, params, x, y)
+    assert xla_cpu.plan(obj, params, x, y) == formulation  # the path under test ran
+    got = jax.jit(_cpu_value_and_grad)(obj, params, x, y)
     want = jax.jit(jax.value_and_grad(obj))(params, x, y)
     _assert_close(got, want, rtol)
 
@@ -98,9 +106,9 @@ def test_matches_value_and_grad(
 def test_small_any_row_count(n):
     obj = jr.objective(jr.linear.predict, jr.losses.mse)
     params, x, y = _problem(n, 3, 1, True, np.float64, False)
-    assert _onepass._plan(obj, params, x, y)[0] == "small"
+    assert xla_cpu.plan(obj, params, x, y) == "small"
     _assert_close(
-        _onepass.value_and_grad(obj, params, x, y),
+        _cpu_value_and_grad(obj, params, x, y),
         jax.value_and_grad(obj)(params, x, y),
         FLOAT64_RTOL,
     )
@@ -111,19 +119,19 @@ def test_large_is_chosen_from_a_million_elements():
     shape = jax.ShapeDtypeStruct
     params = jr.linear.Params(shape((1, 32), jnp.float32), shape((1,), jnp.float32))
     big = (shape((1 << 15, 32), jnp.float32), shape((1 << 15, 1), jnp.float32))
-    assert _onepass._plan(obj, params, *big)[0] == "large"
+    assert xla_cpu.plan(obj, params, *big) == "large"
     mid = (shape((10_000, 16), jnp.float32), shape((10_000, 1), jnp.float32))
-    assert _onepass._plan(obj, params._replace(weight=shape((1, 16), jnp.float32)), *mid) is None
+    assert xla_cpu.plan(obj, params._replace(weight=shape((1, 16), jnp.float32)), *mid) is None
 
 
 def test_falls_back_for_what_it_does_not_know():
     params, x, y = _problem(20, 2, 1, True, np.float64, False)
     custom = jr.objective(lambda p, x: x @ p.weight.T, jr.losses.mse)
-    assert _onepass._plan(custom, params, x, y) is None
+    assert xla_cpu.plan(custom, params, x, y) is None
     as_dict = {"weight": params.weight, "bias": params.bias}
     obj = jr.objective(lambda p, x: x @ p["weight"].T + p["bias"][None, :], jr.losses.mse)
-    assert _onepass._plan(obj, as_dict, x, y) is None
-    v, g = _onepass.value_and_grad(obj, as_dict, x, y)
+    assert xla_cpu.plan(obj, as_dict, x, y) is None
+    v, g = _cpu_value_and_grad(obj, as_dict, x, y)
     v2, g2 = jax.value_and_grad(obj)(as_dict, x, y)
     assert v == v2 and all(np.array_equal(g[k], g2[k]) for k in g)
 
@@ -132,9 +140,9 @@ def test_shape_errors_are_the_plain_ones():
     params, x, y = _problem(20, 2, 1, True, np.float64, False)
     obj = jr.objective(jr.linear.predict, jr.losses.mse)
     with pytest.raises(ValueError, match=r"\(20,\)"):
-        _onepass.value_and_grad(obj, params, x, y[:, 0])
+        _cpu_value_and_grad(obj, params, x, y[:, 0])
     with pytest.raises(ValueError):
-        _onepass.value_and_grad(obj, params, x[:, :1], y)
+        _cpu_value_and_grad(obj, params, x[:, :1], y)
 
 
 @pytest.mark.parametrize("model", ["linear", "logistic"])
@@ -147,7 +155,7 @@ def test_fit_unchanged_by_one_pass(monkeypatch, model):
     params, x, y = _problem(100, 3, 1, True, np.float64, probs)
     tx = jr.optim.sgd(0.1)
     fast = jr.fit(obj, tx, params, x, y, steps=50)
-    monkeypatch.setattr(_onepass, "_plan", lambda *a: None)
+    monkeypatch.setattr(xla_cpu, "plan", lambda *a: None)
     jax.clear_caches()
     plain = jr.fit(obj, tx, params, x, y, steps=50)
     np.testing.assert_allclose(fast.losses, plain.losses, rtol=1e-12)
@@ -209,3 +217,45 @@ def test_fit_mixed_dtype_and_dict_params():
     assert res.history["w"].shape == (5, 2, 1) and res.history["w"].dtype == jnp.float32
     assert res.history["b"].shape == (5, 1) and res.losses.shape == (5,)
     np.testing.assert_array_equal(res.history["w"][-1], res.params["w"])
+
+
+def test_selection_reads_the_declaration_not_the_function():
+    """A user's wrapper of linear.predict takes the fast path once it declares the model;
+    undeclared, it takes the plain one (never a fast path it did not ask for)."""
+    params, x, y = _problem(20, 2, 1, True, np.float64, False)
+
+    def my_predict(p, x):
+        return jr.linear.predict(p, x)
+
+    undeclared = jr.objective(my_predict, jr.losses.mse)
+    declared = jr.objective(my_predict, jr.losses.mse, model="linear")
+    assert gradients.select(undeclared, params, x, y, backend="cpu").name == "plain"
+    assert gradients.select(declared, params, x, y, backend="cpu").name == "xla_cpu.small"
+    _assert_close(
+        _cpu_value_and_grad(declared, params, x, y),
+        jax.value_and_grad(undeclared)(params, x, y),
+        FLOAT64_RTOL,
+    )
+
+
+@pytest.mark.parametrize("backend", ["gpu", "tpu"])
+def test_xla_cpu_formulations_stay_on_the_cpu(backend):
+    """Thresholds measured on XLA:CPU do not apply elsewhere: plain gradient, no packing."""
+    obj = jr.objective(jr.linear.predict, jr.losses.mse)
+    params, x, y = _problem(20, 2, 1, True, np.float64, False)
+    assert gradients.select(obj, params, x, y, backend="cpu").name == "xla_cpu.small"
+    assert gradients.select(obj, params, x, y, backend=backend).name == "plain"
+    assert gradients.pack_carry("cpu") and not gradients.pack_carry(backend)
+
+
+def test_per_sample_weights_through_objective():
+    """An array loss argument (bce's weight) is an input of the program, not a static."""
+    params, x, y = _problem(30, 2, 1, True, np.float64, True)
+    w = np.random.default_rng(1).random((30, 1))
+    obj = jr.objective(jr.logistic.predict, jr.losses.bce, weight=w)
+    res = jr.fit(obj, jr.optim.sgd(0.1), params, x, y, steps=5)
+    want = jr.losses.bce(jr.logistic.predict(params, x), y, weight=w)
+    np.testing.assert_allclose(res.losses[0], want, rtol=FLOAT64_RTOL)
+    other = jr.objective(jr.logistic.predict, jr.losses.bce, weight=2 * w)
+    res2 = jr.fit(other, jr.optim.sgd(0.1), params, x, y, steps=5)
+    np.testing.assert_allclose(res2.losses[0], 2 * want, rtol=FLOAT64_RTOL)

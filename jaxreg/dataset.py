@@ -1,0 +1,154 @@
+"""`Dataset`: training data validated once, converted once per dtype.
+
+`fit`, `make_step` and `fit_many` accept a `Dataset` wherever they take `x, y`; given
+arrays they build one. Build it yourself when you call `fit` many times on the same data:
+the checks (shapes, non-empty, real numbers, finite, the target range a loss needs) then
+run once, and the conversion to each parameter dtype happens once. Everything cached is
+held by the `Dataset` value, nothing by the library.
+
+What is accepted: NumPy arrays, jax arrays, nested lists, and torch tensors (converted on
+the host with `.detach().cpu().numpy()`; torch is never imported). Integer and bool data
+is promoted to the parameters' float dtype; complex data is refused.
+
+The dtype rule: training runs in the parameters' dtype. Data of a wider float dtype
+(float64 data, float32 parameters) is rounded to it with a `PrecisionWarning`; data that
+overflows the parameters' dtype (1e39 in float32) is an error naming the row.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxreg import _checks
+
+__all__ = ["Dataset", "as_dataset"]
+
+
+class Dataset:
+    """x (n, ...) and y (n, ...) with the same number of rows, checked once.
+
+    Args:
+      x: inputs, (n, in) for jaxreg's models (any array-like, see the module docstring).
+      y: targets, (n, out).
+
+    Raises:
+      TypeError: not numbers (strings, objects), complex, a ragged list.
+      ValueError: empty, different numbers of rows, NaN or inf (naming the first row).
+    """
+
+    def __init__(self, x: Any, y: Any):
+        x = _checks.as_array("x", x)
+        y = _checks.as_array("y", y)
+        for name, arr in (("x", x), ("y", y)):
+            _checks.check_nonempty(name, arr)
+        if np.ndim(x) == 0 or np.ndim(y) == 0 or np.shape(x)[0] != np.shape(y)[0]:
+            raise ValueError(
+                f"x has shape {np.shape(x)} and y has shape {np.shape(y)}; they must be arrays "
+                "with the same number of rows (one per sample)."
+            )
+        _check_finite(x, y)
+        self.x, self.y = x, y
+        self._converted: dict[Any, tuple[Any, Any]] = {}
+        self._ranges_checked: set[tuple[float, float]] = set()
+
+    @property
+    def n(self) -> int:
+        """The number of rows."""
+        return int(np.shape(self.x)[0])
+
+    def __repr__(self) -> str:
+        return f"Dataset(x: {_describe(self.x)}, y: {_describe(self.y)})"
+
+    def arrays(self, dtype: Any) -> tuple[Any, Any]:
+        """(x, y) as float `dtype`, converted (and checked for overflow) once per dtype."""
+        dtype = np.dtype(dtype)
+        got = self._converted.get(dtype)
+        if got is None:
+            got = (_convert("x", self.x, dtype), _convert("y", self.y, dtype))
+            self._converted[dtype] = got
+        return got
+
+    def check_target_range(self, low: float, high: float, *, loss: str) -> None:
+        """`ValueError` naming the first row whose target lies outside [low, high]."""
+        if (low, high) in self._ranges_checked:
+            return
+        y = np.asarray(self.y)
+        bad = (y < low) | (y > high)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{loss} needs targets in [{low:g}, {high:g}] (torch: 'all elements of target "
+                f"should be between 0 and 1'), but y has {int(bad.sum())} outside, the first "
+                f"{y[first].item()!r} at row {first[0]}. Use 0/1 labels or probabilities."
+            )
+        self._ranges_checked.add((low, high))
+
+
+def as_dataset(x: Any, y: Any = None) -> Dataset:
+    """`x` if it is a `Dataset` (then `y` must be None), else `Dataset(x, y)`."""
+    if isinstance(x, Dataset):
+        if y is not None:
+            raise TypeError("pass either a Dataset as x (and no y), or the arrays x and y")
+        return x
+    if y is None:
+        raise TypeError("y is missing: pass the targets y, or a jaxreg.Dataset(x, y) as x")
+    return Dataset(x, y)
+
+
+def _describe(a: Any) -> str:
+    kind = "jax" if isinstance(a, jax.Array) else "numpy"
+    return f"{kind} {np.dtype(a.dtype).name} {tuple(np.shape(a))}"
+
+
+def _check_finite(x: Any, y: Any) -> None:
+    host = [(n, a) for n, a in (("x", x), ("y", y)) if not isinstance(a, jax.Array)]
+    for name, arr in host:
+        _checks.check_finite(name, arr)
+    device = [(n, a) for n, a in (("x", x), ("y", y)) if isinstance(a, jax.Array)]
+    if device:
+        counts = _nonfinite_counts(tuple(a for _, a in device))
+        for (name, arr), count in zip(device, counts, strict=True):
+            if int(count):
+                _checks.check_finite(name, np.asarray(arr))
+
+
+@jax.jit
+def _nonfinite_counts(arrays):
+    return tuple(
+        jnp.sum(~jnp.isfinite(a)) if jnp.issubdtype(a.dtype, jnp.inexact) else jnp.int32(0)
+        for a in arrays
+    )
+
+
+def _convert(name: str, a: Any, dtype: np.dtype) -> Any:
+    src = np.dtype(a.dtype)
+    if src == dtype:
+        return a
+    narrowing = jnp.issubdtype(src, jnp.floating) and src.itemsize > dtype.itemsize
+    with np.errstate(over="ignore"):  # overflow is reported below, with its row
+        out = a.astype(dtype) if isinstance(a, jax.Array) else np.asarray(a).astype(dtype)
+    if not narrowing:
+        return out
+    finite = jnp.isfinite(out) if isinstance(out, jax.Array) else np.isfinite(out)
+    if not bool(finite.all()):
+        host = np.asarray(out)
+        first = tuple(int(i) for i in np.argwhere(~np.isfinite(host))[0])
+        value = np.asarray(a)[first].item()
+        raise ValueError(
+            f"{name} overflows {dtype.name}: {value!r} at row {first[0]} is beyond "
+            f"{dtype.name}'s range (±{float(jnp.finfo(dtype).max):.4g}). Scale {name} (e.g. "
+            f"standardise the columns) or train in {src.name} parameters."
+        )
+    warnings.warn(
+        f"{name} is {src.name} but the parameters are {dtype.name}: training runs in the "
+        f"parameters' dtype, so {name} is rounded to {dtype.name}. Cast the parameters "
+        f"to {src.name} to train in {src.name}, or pass {dtype.name} data to silence this.",
+        _checks.PrecisionWarning,
+        stacklevel=4,
+    )
+    return out

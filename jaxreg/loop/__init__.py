@@ -1,0 +1,12 @@
+"""The training loop behind `fit`: its static shape, its batches, the compiled program,
+and progress reporting.
+
+- `spec.py`: `LoopSpec` (everything static about a run) and its validation from `fit`'s
+  arguments.
+- `batches.py`: the row order of each epoch and its batches (full batch, sequential, a
+  replayed torch `DataLoader` order, a permutation from a JAX key); the same order as
+  host-side index arrays for Python loops (`batch_indices`).
+- `packing.py`: (params, optimizer state) as one flat vector, an XLA:CPU loop option.
+- `program.py`: the compiled loop (a `lax.scan` over epochs, one over batches).
+- `progress.py`: progress bars passed per call (the loop runs in chunks between updates).
+"""

@@ -1,0 +1,107 @@
+"""The compiled training loop: a `lax.scan` over epochs, and one over each epoch's batches.
+
+Everything static is in the `LoopSpec`, the optimizer's structure and the backend (all
+part of the compile cache key; the backend and the batch shapes choose the gradient's
+formulation, `jaxreg.gradients.select`); arrays (the objective's array arguments,
+params, optimizer state with its hyperparameters, data, batch order, key, the schedule's
+learning rates, the first epoch's index) are inputs, so a second run with new values
+reuses the program. `epoch0` lets a caller run a long loop in chunks (progress reporting)
+with the same batches and learning rates as one run.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxreg import gradients, optim
+from jaxreg.loop.batches import epoch_batches, epoch_rows
+from jaxreg.loop.packing import Flat
+from jaxreg.loop.spec import LoopSpec
+from jaxreg.step import step_record
+
+__all__ = ["run"]
+
+
+@functools.partial(jax.jit, static_argnames=("tx", "spec", "backend"))
+def run(
+    objective: Any,
+    params: Any,
+    opt_state: Any,
+    x: Any,
+    y: Any,
+    order: Any,
+    key: Any,
+    lrs: Any,
+    epoch0: Any,
+    *,
+    tx: Any,
+    spec: LoopSpec,
+    backend: str,
+):
+    """`spec.epochs` epochs from epoch `epoch0`: (params, opt_state, losses (steps,), history).
+
+    `history` is the params pytree with a leading axis of length steps (the parameters
+    after each update), or None when `spec.record` is False.
+    """
+    flat = Flat.of(params, opt_state) if gradients.pack_carry(backend) else None
+    loss_dtype = jax.eval_shape(objective, params, x, y).dtype if flat else None
+    packed = flat is not None and loss_dtype == flat.dtype
+    unpack = flat.unravel if flat else (lambda c: c)
+    pack = flat.ravel if flat else (lambda t: t)
+
+    def step(carry, batch):
+        xb, yb, lr = batch
+        p, s = unpack(carry)
+        if lr is not None:
+            s = optim.set_lr(s, lr)
+        formulation = gradients.select(objective, p, xb, yb, backend=backend)
+        rec = step_record(objective, tx, p, s, xb, yb, formulation=formulation)
+        if not spec.record:
+            out = rec.loss
+        elif packed:
+            # The row holds the parameters *before* this update (the carry as it came in,
+            # so writing it needs no second copy of the update's arithmetic); the history
+            # is shifted by one step after the loop.
+            out = jnp.concatenate([carry[0][: flat.n_params], rec.loss[None]])
+        else:
+            out = (rec.loss, rec.params)
+        return pack((rec.params, rec.opt_state)), out
+
+    def epoch(carry, e):
+        if spec.schedule == "epoch":
+            p, s = unpack(carry)
+            carry = pack((p, optim.set_lr(s, lrs[e])))
+        batch_lrs = _batch_lrs(spec, lrs, e)
+        if spec.mode == "full":
+            carry, out = step(carry, (x, y, None if batch_lrs is None else batch_lrs[0]))
+            return carry, jax.tree.map(lambda a: a[None], out)
+        full, last = epoch_batches(spec, x, y, epoch_rows(spec, x.shape[0], e, order, key))
+        full_lrs = None if batch_lrs is None else batch_lrs[: spec.n_full]
+        carry, out = jax.lax.scan(step, carry, (*full, full_lrs))
+        if last is not None:
+            carry, tail = step(carry, (*last, None if batch_lrs is None else batch_lrs[-1]))
+            out = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), out, tail)
+        return carry, out
+
+    carry, out = jax.lax.scan(epoch, pack((params, opt_state)), epoch0 + jnp.arange(spec.epochs))
+    p, s = unpack(carry)
+    out = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), out)
+    if not spec.record:
+        return p, s, out, None
+    if packed:
+        rows = jnp.concatenate([out[1:, :-1], carry[0][None, : flat.n_params]])
+        return p, s, out[:, -1], flat.param_rows(rows)
+    losses, history = out
+    return p, s, losses, history
+
+
+def _batch_lrs(spec: LoopSpec, lrs: Any, e: Any):
+    """The learning rates of epoch e's steps for a per-batch schedule, else None."""
+    if spec.schedule != "batch":
+        return None
+    per = spec.steps_per_epoch
+    return jax.lax.dynamic_slice_in_dim(lrs, e * per, per)

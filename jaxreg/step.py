@@ -1,0 +1,232 @@
+"""One training step: the pure `step_record` / `update`, and `make_step` (validated, jitted).
+
+A training step is torch's `zero_grad(); loss = loss_fn(model(x), y); loss.backward();
+opt.step()`: the loss is evaluated at the parameters *before* the update, which is what a
+torch loop prints. The whole loop compiled as one program is `jaxreg.fit`.
+
+The step contract for optimizers: `tx.update(grads, state, params)`; a transformation that
+takes extra arguments (`optax.GradientTransformationExtraArgs`, optax's convention) also
+gets `value=loss`, `grad=grads` and `value_fn=lambda p: loss_fn(p, x, y)`: what a closure
+optimizer (optax's `lbfgs` and its line search) and a loss-driven schedule (optax's
+`contrib.reduce_on_plateau`) read.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import optax
+
+from jaxreg import _checks, gradients, optim
+from jaxreg.dataset import Dataset
+from jaxreg.objective import as_objective
+
+__all__ = ["Step", "StepRecord", "make_step", "step_record", "update", "value_and_grad"]
+
+LossFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+
+class StepRecord(NamedTuple):
+    """Everything one step computed.
+
+    Attributes:
+      loss: the loss at the parameters before the update (torch's `loss.item()`).
+      grads: its gradient with respect to the parameters (torch's `p.grad`).
+      updates: what the optimizer adds to the parameters.
+      params: the parameters after the update.
+      opt_state: the optimizer state after the update.
+    """
+
+    loss: jax.Array
+    grads: Any
+    updates: Any
+    params: Any
+    opt_state: Any
+
+
+def step_record(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    params: Any,
+    opt_state: Any,
+    x: Any,
+    y: Any,
+    *,
+    formulation: gradients.Formulation | None = None,
+) -> StepRecord:
+    """One pure training step, returning everything it computed (a `StepRecord`).
+
+    Unjitted: compose it into your own jitted or vmapped code. `formulation` (from
+    `jaxreg.gradients.select`) chooses how the gradient is computed; default: the one
+    `select` picks for JAX's default backend.
+    """
+    if formulation is None:
+        formulation = gradients.select(loss_fn, params, x, y, backend=jax.default_backend())
+    loss, grads = formulation.value_and_grad(loss_fn, params, x, y)
+    if isinstance(tx, optax.GradientTransformationExtraArgs):
+        updates, opt_state = tx.update(
+            grads,
+            opt_state,
+            params,
+            value=loss,
+            grad=grads,
+            value_fn=lambda p: loss_fn(p, x, y),
+        )
+    else:
+        updates, opt_state = tx.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    return StepRecord(loss, grads, updates, new_params, opt_state)
+
+
+def update(loss_fn: LossFn, tx: optax.GradientTransformation, params, opt_state, x, y):
+    """One pure training step: `(params, opt_state, x, y) -> (params, opt_state, loss)`.
+
+    The loss is the value at the parameters before the update. `step_record` returns the
+    gradients and the optimizer's updates as well.
+    """
+    rec = step_record(loss_fn, tx, params, opt_state, x, y)
+    return rec.params, rec.opt_state, rec.loss
+
+
+def value_and_grad(loss_fn: LossFn) -> Callable:
+    """`jax.value_and_grad(loss_fn)`, computed by the formulation `jaxreg.gradients` selects
+    for JAX's default backend (the same numbers up to the rounding of the sums)."""
+
+    def vg(params, x, y):
+        f = gradients.select(loss_fn, params, x, y, backend=jax.default_backend())
+        return f.value_and_grad(loss_fn, params, x, y)
+
+    return vg
+
+
+class Step:
+    """A jitted training step with validation at the boundary.
+
+    `step(params, opt_state, x, y) -> (params, opt_state, loss)`, or `step(params, opt_state,
+    dataset)`. The data is validated and converted once per `Dataset`; given arrays, the
+    step keeps the last `Dataset` it built and reuses it while the same jax arrays come
+    back (jax arrays are immutable; NumPy arrays are checked on every call). The optimizer
+    passed to `make_step` is the one that trains (`jaxreg.optim.adopt`). `step.record(...)`
+    returns the whole `StepRecord`; `step.jitted` is the raw jitted function
+    `(params, opt_state, x, y)` for use inside your own `jax.jit`/`vmap` (no checks there).
+    """
+
+    def __init__(self, loss_fn: LossFn, tx: optax.GradientTransformation, *, donate: bool):
+        optim.check_transformation(tx)
+        if not isinstance(donate, bool):
+            raise TypeError(f"donate must be True or False, got {donate!r}")
+        self.loss_fn, self.tx, self.donate = loss_fn, tx, donate
+        self._objective = as_objective(loss_fn)
+        self._last: tuple[Any, Any, Dataset] | None = None
+        self._adopt_cache: dict = {}  # for transformations that are not jaxreg's
+        objective = self._objective
+        self.jitted = jax.jit(
+            lambda p, s, x, y: update(objective, tx, p, s, x, y),
+            donate_argnums=(0, 1) if donate else (),
+        )
+
+    def _data(self, x, y) -> Dataset:
+        if isinstance(x, Dataset):
+            if y is not None:
+                raise TypeError("step(params, opt_state, dataset): pass no y with a Dataset")
+            return x
+        last = self._last
+        if last is not None and last[0] is x and last[1] is y:
+            return last[2]
+        data = Dataset(x, y)
+        if isinstance(x, jax.Array) and isinstance(y, jax.Array):
+            self._last = (x, y, data)  # held by this step: same arrays, same checked data
+        return data
+
+    def _inputs(self, params, opt_state, x, y):
+        dtype = _checks.params_dtype(params)
+        data = self._data(x, y)
+        xd, yd = data.arrays(dtype)
+        opt_state = optim.adopt(self.tx, params, opt_state, cache=self._adopt_cache)
+        if self.donate:
+            params, opt_state = _donatable(params, opt_state)
+        return params, opt_state, xd, yd, gradients.backend_of(xd, yd)
+
+    def __call__(self, params, opt_state, x, y=None):
+        params, opt_state, xd, yd, backend = self._inputs(params, opt_state, x, y)
+        if self.donate:
+            new_p, new_s, loss = _step_donated(
+                self._objective, params, opt_state, xd, yd, tx=self.tx, backend=backend
+            )
+            return new_p, new_s, loss
+        # The program does not return the optimizer's hyperparameters: they pass through a
+        # step unchanged, and returning them costs a copy each (an output may not alias an
+        # input that was not donated); the inputs are put back instead.
+        new_p, new_s, loss = _step(
+            self._objective, params, opt_state, xd, yd, tx=self.tx, backend=backend
+        )
+        return new_p, optim.restore_hyperparams(new_s, opt_state), loss
+
+    def record(self, params, opt_state, x, y=None) -> StepRecord:
+        """The whole `StepRecord` of one step (loss, gradients, updates, params, state)."""
+        params, opt_state, xd, yd, backend = self._inputs(params, opt_state, x, y)
+        return _record(self._objective, params, opt_state, xd, yd, tx=self.tx, backend=backend)
+
+
+def _select_and_record(objective, tx, params, opt_state, x, y, backend) -> StepRecord:
+    formulation = gradients.select(objective, params, x, y, backend=backend)
+    return step_record(objective, tx, params, opt_state, x, y, formulation=formulation)
+
+
+@functools.partial(jax.jit, static_argnames=("tx", "backend"))
+def _record(objective, params, opt_state, x, y, *, tx, backend):
+    return _select_and_record(objective, tx, params, opt_state, x, y, backend)
+
+
+@functools.partial(jax.jit, static_argnames=("tx", "backend"))
+def _step(objective, params, opt_state, x, y, *, tx, backend):
+    rec = _select_and_record(objective, tx, params, opt_state, x, y, backend)
+    return rec.params, optim.strip_hyperparams(rec.opt_state), rec.loss
+
+
+@functools.partial(jax.jit, static_argnames=("tx", "backend"), donate_argnums=(1, 2))
+def _step_donated(objective, params, opt_state, x, y, *, tx, backend):
+    rec = _select_and_record(objective, tx, params, opt_state, x, y, backend)
+    return rec.params, rec.opt_state, rec.loss
+
+
+def _donatable(params, opt_state):
+    """Refuse deleted (already donated) buffers; copy a buffer that appears twice."""
+    seen: set[int] = set()
+
+    def one(path, leaf):
+        if not isinstance(leaf, jax.Array):
+            return leaf
+        if leaf.is_deleted():
+            raise ValueError(
+                f"{'params' if path[0].idx == 0 else 'opt_state'}"
+                f"{jax.tree_util.keystr(path[1:])} was donated to an earlier call of this "
+                "step (make_step(donate=True)) and no longer exists: pass the params and "
+                "opt_state the previous call returned, or use donate=False."
+            )
+        if id(leaf) in seen:
+            return leaf.copy()  # donating one buffer twice is an XLA error
+        seen.add(id(leaf))
+        return leaf
+
+    return jax.tree_util.tree_map_with_path(one, (params, opt_state))
+
+
+def make_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, donate: bool = False) -> Step:
+    """A jitted step `(params, opt_state, x, y) -> (params, opt_state, loss)`.
+
+    Equivalent to the torch loop body
+    `opt.zero_grad(); loss = loss_fn(model(x), y); loss.backward(); opt.step()`.
+    Compiles once per input shape/dtype; later calls reuse the program (also across
+    `make_step` calls with the same loss and an optimizer of the same structure).
+
+    Args:
+      loss_fn: `(params, x, y) -> scalar`, e.g. `jr.objective(jr.linear.predict, jr.losses.mse)`.
+      tx: an optax `GradientTransformation`, e.g. `jr.optim.sgd(0.01)`.
+      donate: donate params and opt_state buffers (saves memory; the inputs become invalid,
+        and using them again is a clear error).
+    """
+    return Step(loss_fn, tx, donate=donate)
