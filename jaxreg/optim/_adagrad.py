@@ -44,7 +44,7 @@ class AdagradInit(HyperparamsInit):
         dtype = _checks.float_dtype_of(params)
         start = self.initial_accumulator_value
         total = jax.tree.map(lambda p: np.full(np.shape(p), start, p.dtype), params)
-        return self.new_state(AdagradState(_base.zero_step(), total), _base.opmath_dtype(dtype))
+        return self.new_state(AdagradState(_base.zero_step(), total), _base.hyper_dtype(dtype))
 
 
 @dataclasses.dataclass(frozen=True)

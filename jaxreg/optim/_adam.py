@@ -54,7 +54,7 @@ class AdamInit(HyperparamsInit):
             exp_avg_sq=zeros(),
             max_exp_avg_sq=zeros() if self.amsgrad else None,
         )
-        return self.new_state(inner, _base.opmath_dtype(dtype))
+        return self.new_state(inner, _base.hyper_dtype(dtype))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -190,7 +190,7 @@ def _adopt_one(state: OptState, numbers: Numbers | None, batched: bool) -> OptSt
     theirs = numbers.origin
     ours = np.asarray(state.origin)
     if not batched:
-        if np.array_equal(ours, theirs):  # same numbers: keep set_lr's; remember tx's origin
+        if ours.tobytes() == theirs.tobytes():  # same numbers: keep set_lr's; remember tx's origin
             return OptState(state.hyperparams, state.inner, theirs)
         return OptState(dict(numbers.hyperparams), state.inner, theirs)
     same = np.all(ours == theirs, axis=-1)  # (M,): model m was made with tx's numbers
@@ -204,8 +204,10 @@ def _adopt_one(state: OptState, numbers: Numbers | None, batched: bool) -> OptSt
 
 
 def _aval(x: Any) -> tuple:
-    dtype = x.dtype if hasattr(x, "dtype") else jnp.result_type(x)
-    return (tuple(np.shape(x)), np.dtype(dtype))
+    try:  # jax and NumPy arrays: plain attributes (this runs per leaf on every slow call)
+        return (x.shape, x.dtype)
+    except AttributeError:
+        return (tuple(np.shape(x)), np.dtype(jnp.result_type(x)))
 
 
 def _expected(tx: Any, params: Any, batched: bool, cache: dict | None) -> _Expected:

@@ -78,7 +78,7 @@ def check_lr(lr: Any) -> None:
     """
     if isinstance(lr, jax.Array) and not _checks.is_concrete(lr):
         return
-    if not float(np.reshape(lr, ()) if np.ndim(lr) else lr) >= 0.0:
+    if not float(lr.reshape(()) if np.ndim(lr) else lr) >= 0.0:
         raise ValueError(f"Invalid learning rate: {lr}")
 
 
@@ -141,6 +141,18 @@ def like(scalar: jax.Array, leaf: jax.Array) -> jax.Array:
     return jax.lax.optimization_barrier(scalar.astype(leaf.dtype))
 
 
+def like_alpha(scalar: jax.Array, leaf: jax.Array, dtype: Any) -> jax.Array:
+    """The `alpha` of torch's `add(other, alpha=scalar)` on a tensor of `dtype`, as `like`.
+
+    torch's CPU `add` casts `alpha` to the tensor's dtype before its (float32) arithmetic
+    for bfloat16 and float16 (`mul`, `lerp`, `addcmul`, `addcdiv` keep a float32 scalar);
+    for float32 and float64 this is `like`.
+    """
+    if is_half(dtype):
+        return jax.lax.optimization_barrier(scalar.astype(dtype).astype(leaf.dtype))
+    return like(scalar, leaf)
+
+
 def lerp(start: jax.Array, end: jax.Array, weight: jax.Array) -> jax.Array:
     """torch's `start.lerp_(end, weight)` for a scalar weight, in torch's CPU arithmetic.
 
@@ -165,7 +177,7 @@ def torch_grads(grads: Any, params: Any, hp: dict, optimizer: str, *, maximize: 
 
     def decay(g: jax.Array, p: jax.Array) -> jax.Array:
         p32 = up(p)
-        return store(up(g) + like(hp["weight_decay"], p32) * p32, g.dtype)
+        return store(up(g) + like_alpha(hp["weight_decay"], p32, g.dtype) * p32, g.dtype)
 
     return jax.tree.map(decay, g, params)
 
@@ -188,9 +200,14 @@ def is_half(dtype: Any) -> bool:
     return np.dtype(dtype) in HALF_DTYPES
 
 
-def opmath_dtype(dtype: Any) -> np.dtype:
-    """torch's compute type for a tensor dtype: float32 for bfloat16/float16, else itself."""
-    return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)
+def hyper_dtype(dtype: Any) -> np.dtype:
+    """The dtype of the hyperparameters in the state of an optimizer of `dtype` parameters.
+
+    The parameters' own dtype, except for bfloat16/float16: `scalar_dtype()` (float64 with
+    x64 on), torch's Python floats, which its kernels cast to float32 (or, for `add`'s
+    alpha, to the tensor's dtype) themselves.
+    """
+    return np.dtype(scalar_dtype()) if is_half(dtype) else np.dtype(dtype)
 
 
 def up(x: jax.Array) -> jax.Array:

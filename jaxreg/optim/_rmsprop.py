@@ -11,7 +11,7 @@ import optax
 
 from jaxreg import _checks
 from jaxreg.optim import _base
-from jaxreg.optim._base import host, like, store, up, write
+from jaxreg.optim._base import host, like, like_alpha, store, up, write
 from jaxreg.optim._state import HyperparamsInit, OptState, check_buffers, unwrap
 
 
@@ -52,7 +52,7 @@ class RMSpropInit(HyperparamsInit):
             momentum_buffer=zeros() if self.momentum else None,
             grad_avg=zeros() if self.centered else None,
         )
-        return self.new_state(inner, _base.opmath_dtype(dtype))
+        return self.new_state(inner, _base.hyper_dtype(dtype))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +104,7 @@ class RMSpropUpdate:
                 return write(g / a + store(b32 * like(hp["momentum"], b32), b.dtype), b)
 
             buf = jax.tree.map(momentum, buf, g, avg)
-            out = jax.tree.map(lambda b: -like(hp["lr"], up(b)) * up(b), buf)
+            out = jax.tree.map(lambda b: -like_alpha(hp["lr"], up(b), b.dtype) * up(b), buf)
         else:  # param.addcdiv_(grad, avg, value=-lr)
             out = jax.tree.map(lambda g, a: -like(hp["lr"], g) * g / a, g, avg)
         step = optax.safe_int32_increment(inner.step)

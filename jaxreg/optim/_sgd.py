@@ -11,7 +11,7 @@ import optax
 
 from jaxreg import _checks
 from jaxreg.optim import _base
-from jaxreg.optim._base import host, like, store, up, write
+from jaxreg.optim._base import host, like, like_alpha, store, up, write
 from jaxreg.optim._state import HyperparamsInit, OptState, check_buffers, unwrap
 
 
@@ -42,7 +42,7 @@ class SGDInit(HyperparamsInit):
     def __call__(self, params: Any) -> OptState:
         dtype = _checks.float_dtype_of(params)
         buf = _base.zeros_like(params) if self.momentum else None
-        return self.new_state(SGDState(_base.zero_step(), buf), _base.opmath_dtype(dtype))
+        return self.new_state(SGDState(_base.zero_step(), buf), _base.hyper_dtype(dtype))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,16 +68,20 @@ class SGDUpdate:
             def buffer(b, g):  # buf.mul_(momentum).add_(grad, alpha=1 - dampening)
                 b32 = up(b)
                 decayed = store(b32 * like(hp["momentum"], b32), b.dtype)
-                return write(jnp.where(first, g, like(keep, g) * g + decayed), b)
+                return write(jnp.where(first, g, like_alpha(keep, g, b.dtype) * g + decayed), b)
 
             buf = jax.tree.map(buffer, buf, g)
             if self.nesterov:  # grad.add(buf, alpha=momentum)
-                g = jax.tree.map(
-                    lambda g, b: store(g + like(hp["momentum"], up(b)) * up(b), b.dtype), g, buf
-                )
+
+                def nesterov(g, b):
+                    b32 = up(b)
+                    return store(g + like_alpha(hp["momentum"], b32, b.dtype) * b32, b.dtype)
+
+                g = jax.tree.map(nesterov, g, buf)
             else:
                 g = jax.tree.map(up, buf)
-        out = jax.tree.map(lambda g: -like(hp["lr"], g) * g, g)  # param.add_(grad, alpha=-lr)
+        # param.add_(grad, alpha=-lr)
+        out = jax.tree.map(lambda g, u: -like_alpha(hp["lr"], g, u.dtype) * g, g, updates)
         step = optax.safe_int32_increment(inner.step)
         return out, OptState(hp, SGDState(step, buf), state.origin)
 

@@ -259,9 +259,12 @@ def set_lr(state: Any, lr: Any) -> Any:
     shape, dtype = np.shape(current), current.dtype
     if np.ndim(lr) != 0 and np.shape(lr) != shape:
         raise ValueError(f"set_lr: lr must be a scalar, got shape {np.shape(lr)}")
-    if _checks.is_concrete(lr):
-        values = np.asarray(lr, np.float64)
-        if not np.all(values >= 0.0):
+    if isinstance(lr, (int, float)) and not shape:  # the common case, without NumPy ufuncs
+        if not float(lr) >= 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        value = _read_only(np.array(lr, dtype))
+    elif _checks.is_concrete(lr):
+        if not np.all(np.asarray(lr, np.float64) >= 0.0):
             raise ValueError(f"Invalid learning rate: {lr}")
         value = _read_only(np.array(np.broadcast_to(np.asarray(lr, dtype), shape)))
     else:
