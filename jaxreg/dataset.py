@@ -111,17 +111,21 @@ def _check_finite(x: Any, y: Any) -> None:
         _checks.check_finite(name, arr)
     device = [(n, a) for n, a in (("x", x), ("y", y)) if isinstance(a, jax.Array)]
     if device:
-        counts = _nonfinite_counts(tuple(a for _, a in device))
+        counts = np.asarray(_nonfinite_counts(tuple(a for _, a in device)))  # one transfer
         for (name, arr), count in zip(device, counts, strict=True):
-            if int(count):
+            if count:
                 _checks.check_finite(name, np.asarray(arr))
 
 
 @jax.jit
 def _nonfinite_counts(arrays):
-    return tuple(
-        jnp.sum(~jnp.isfinite(a)) if jnp.issubdtype(a.dtype, jnp.inexact) else jnp.int32(0)
-        for a in arrays
+    return jnp.stack(
+        [
+            jnp.sum(~jnp.isfinite(a), dtype=jnp.int32)
+            if jnp.issubdtype(a.dtype, jnp.inexact)
+            else jnp.int32(0)
+            for a in arrays
+        ]
     )
 
 

@@ -19,6 +19,14 @@ rounding (about 1e-15 relative), for code that uses optax's idiom.
 
 Each schedule is a frozen dataclass: hashable, comparable by value, safe as a static
 argument.
+
+The schedule contract `fit` reads: `lrs(base_lr, count)` (the learning rate of each of
+`count` intervals) and `interval`, "epoch" (torch's `scheduler.step()` after every epoch,
+the default) or "batch" (after every optimizer step, as torch users step `OneCycleLR`
+or `CyclicLR`). `per_batch(schedule)` steps any schedule per batch. A schedule driven by
+the loss (`ReduceLROnPlateau`) cannot be a list of numbers fixed in advance: it is a
+transformation that reads the loss the step passes to it (`value=`, see
+`jaxreg.step`), e.g. optax's `contrib.reduce_on_plateau` chained after the optimizer.
 """
 
 from __future__ import annotations
@@ -33,7 +41,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["CosineAnnealingLR", "ExponentialLR", "LinearLR", "MultiStepLR", "StepLR"]
+__all__ = [
+    "CosineAnnealingLR",
+    "ExponentialLR",
+    "LinearLR",
+    "MultiStepLR",
+    "PerBatch",
+    "StepLR",
+    "per_batch",
+]
 
 
 def _int(name: str, value: Any, *, low: int) -> int:
@@ -69,6 +85,8 @@ def _nonnegative(name: str, value: Any, why: str) -> float:
 
 class _Schedule:
     """`lrs` and `as_optax` from a subclass's `_get_lr` (torch's) and `_closed_form`."""
+
+    interval = "epoch"  # `fit` sets the learning rate once per epoch
 
     def _get_lr(self, lr: float, epoch: int, base_lr: float, initial: bool) -> float:
         raise NotImplementedError
@@ -300,3 +318,30 @@ class LinearLR(_Schedule):
         return base_lr * (
             self.start_factor + (self.end_factor - self.start_factor) * done / self.total_iters
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class PerBatch:
+    """`schedule` stepped after every optimizer step instead of every epoch.
+
+    torch equivalent: calling `scheduler.step()` inside the batch loop. `lrs(base_lr, n)`
+    is `schedule.lrs(base_lr, n)` over the run's n steps. Build it with `per_batch`.
+    """
+
+    schedule: Any
+    interval = "batch"
+
+    def lrs(self, base_lr: float, num_steps: int) -> np.ndarray:
+        """The learning rate of each of `num_steps` optimizer steps (see `schedule.lrs`)."""
+        return self.schedule.lrs(base_lr, num_steps)
+
+
+def per_batch(schedule: Any) -> PerBatch:
+    """`schedule` (a jaxreg schedule) stepped once per batch: `fit(..., schedule=per_batch(
+    StepLR(step_size=100)))` decays every 100 optimizer steps."""
+    if not isinstance(schedule, _Schedule):
+        raise TypeError(
+            f"per_batch takes a jaxreg.schedules schedule (e.g. StepLR(step_size=100)), got "
+            f"{type(schedule).__name__}"
+        )
+    return PerBatch(schedule)

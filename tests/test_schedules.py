@@ -11,6 +11,7 @@ import optax
 import optim_ref
 import pytest
 
+import jaxreg as jr
 from jaxreg import schedules
 
 EPOCHS = 60
@@ -163,3 +164,34 @@ def test_schedules_are_frozen_hashable_values():
 def test_zero_epochs_is_empty():
     lrs = schedules.CosineAnnealingLR(5).lrs(0.1, 0)
     assert lrs.shape == (0,) and lrs.dtype == np.float64
+
+
+def test_per_batch_schedule_sets_the_lr_before_every_step():
+    """fit with a per-batch schedule equals a make_step loop that sets lrs[step] first."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10, 2))
+    y = x @ np.array([[1.0], [-2.0]])
+    loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
+    params = jr.linear.zeros(2, dtype=jnp.float64)
+    sched = jr.schedules.StepLR(step_size=2, gamma=0.5)
+    res = jr.fit(
+        loss_fn, jr.optim.sgd(0.1), params, x, y, epochs=3, batch_size=4, shuffle=False,
+        schedule=jr.schedules.per_batch(sched),
+    )  # fmt: skip
+    lrs = sched.lrs(0.1, 9)
+    assert lrs[0] != lrs[-1]  # the schedule changes within the run
+    step, losses, k = jr.make_step(loss_fn, jr.optim.sgd(0.1)), [], 0
+    state = jr.optim.sgd(0.1).init(params)
+    for _ in range(3):
+        for start in (0, 4, 8):
+            state = jr.optim.set_lr(state, lrs[k])
+            params, state, loss = step(params, state, x[start : start + 4], y[start : start + 4])
+            losses.append(float(loss))
+            k += 1
+    np.testing.assert_array_equal(res.losses, losses)
+    np.testing.assert_array_equal(res.params.weight, params.weight)
+
+
+def test_per_batch_refuses_what_is_not_a_schedule():
+    with pytest.raises(TypeError, match=r"per_batch takes a jaxreg\.schedules schedule"):
+        jr.schedules.per_batch(lambda epoch: 0.1)
