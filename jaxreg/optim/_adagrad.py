@@ -99,8 +99,13 @@ def adagrad(
     (`g / sqrt(s + eps)`), defaults to `initial_accumulator_value=0.1`, `eps=1e-7`, and
     has no `lr_decay`, weight decay or maximize.
 
+    Parameters of any float dtype. bfloat16 and float16 are computed as torch's CPU kernels
+    compute them (float32 arithmetic, rounded where torch writes a tensor, `add`'s alpha
+    cast to the parameters' dtype): torch's bits, step after step. Their updates come out
+    in float32, so `optax.apply_updates` rounds the new parameters once, as torch does.
+
     Args:
-      lr: learning rate, >= 0.
+      lr: learning rate, >= 0 (or a 1-element array, as torch's Tensor lr).
       lr_decay: learning-rate decay per step, >= 0.
       weight_decay: L2 penalty, >= 0 (`params` must be passed to `update`).
       initial_accumulator_value: the start of `s`, >= 0.
@@ -109,8 +114,8 @@ def adagrad(
         `maximize` is keyword-only here as there.)
 
     Returns:
-      An `optax.GradientTransformation` with state `AdagradState`; two `adagrad(...)`
-      that differ only in numbers compare equal.
+      An `optax.GradientTransformation` with state `OptState(hyperparams, AdagradState,
+      origin)`; two `adagrad(...)` that differ only in numbers compare equal.
 
     Raises:
       ValueError: torch's messages (`Invalid learning rate: -1`, `Invalid lr_decay value:

@@ -188,8 +188,13 @@ def adam(
     decay; `optax.amsgrad` takes the maximum of the *bias-corrected* `v`, torch (and this)
     of the raw `v`, which is a different rule.
 
+    Parameters of any float dtype. bfloat16 and float16 are computed as torch's CPU kernels
+    compute them (float32 arithmetic, rounded where torch writes a tensor, `add`'s alpha
+    cast to the parameters' dtype): torch's bits, step after step. Their updates come out
+    in float32, so `optax.apply_updates` rounds the new parameters once, as torch does.
+
     Args:
-      lr: learning rate, >= 0.
+      lr: learning rate, >= 0 (or a 1-element array, as torch's Tensor lr).
       betas: `(beta1, beta2)`, each in [0, 1).
       eps: added to the denominator, >= 0.
       weight_decay: >= 0; an L2 term added to the gradient, or with
@@ -201,12 +206,14 @@ def adam(
         name).
 
     Returns:
-      An `optax.GradientTransformation` with state `AdamState`; two `adam(...)` that
-      differ only in numbers compare equal.
+      An `optax.GradientTransformation` with state `OptState(hyperparams, AdamState,
+      origin)`; two `adam(...)` that differ only in numbers compare equal.
 
     Raises:
       ValueError: torch's messages (`Invalid learning rate: -1`, `Invalid epsilon value:
-        -1`, `Invalid beta parameter at index 0: 1.0`, `Invalid weight_decay value: -1`).
+        -1`, `Invalid beta parameter at index 0: 1.0`, `Invalid weight_decay value: -1`,
+        `betas must be either both floats or both Tensors` (e.g. `(0, 0.9)`), `Tensor lr
+        must be 1-element`).
     """
     beta1, beta2 = _betas(betas)
     values = {

@@ -139,8 +139,13 @@ def rmsprop(
     learning rate inside the buffer, so an `lr` change acts differently); it has no
     weight decay or maximize. Hence a transform of its own here.
 
+    Parameters of any float dtype. bfloat16 and float16 are computed as torch's CPU kernels
+    compute them (float32 arithmetic, rounded where torch writes a tensor, `add`'s alpha
+    cast to the parameters' dtype): torch's bits, step after step. Their updates come out
+    in float32, so `optax.apply_updates` rounds the new parameters once, as torch does.
+
     Args:
-      lr: learning rate, >= 0.
+      lr: learning rate, >= 0 (or a 1-element array, as torch's Tensor lr).
       alpha: smoothing constant, >= 0 (torch does not check `alpha <= 1`).
       eps: added to the denominator outside the square root, >= 0.
       weight_decay: L2 penalty, >= 0 (`params` must be passed to `update`).
@@ -149,8 +154,8 @@ def rmsprop(
       maximize: ascend the objective.
 
     Returns:
-      An `optax.GradientTransformation` with state `RMSpropState`; two `rmsprop(...)`
-      that differ only in numbers compare equal.
+      An `optax.GradientTransformation` with state `OptState(hyperparams, RMSpropState,
+      origin)`; two `rmsprop(...)` that differ only in numbers compare equal.
 
     Raises:
       ValueError: torch's messages (`Invalid learning rate: -1`, `Invalid epsilon value:

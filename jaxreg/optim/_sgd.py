@@ -114,8 +114,13 @@ def sgd(
     `b = g` at the first step, like torch's clone); it has no dampening, weight decay or
     maximize, and it takes a schedule where here `set_lr` changes `lr` in the state.
 
+    Parameters of any float dtype. bfloat16 and float16 are computed as torch's CPU kernels
+    compute them (float32 arithmetic, rounded where torch writes a tensor, `add`'s alpha
+    cast to the parameters' dtype): torch's bits, step after step. Their updates come out
+    in float32, so `optax.apply_updates` rounds the new parameters once, as torch does.
+
     Args:
-      lr: learning rate, >= 0.
+      lr: learning rate, >= 0 (or a 1-element array, as torch's Tensor lr).
       momentum: momentum factor, >= 0.
       dampening: dampening for momentum (not applied on the first step, as torch).
       weight_decay: L2 penalty, >= 0 (`params` must be passed to `update`).
@@ -124,8 +129,9 @@ def sgd(
 
     Returns:
       An `optax.GradientTransformation`; `optax.apply_updates(params, updates)` gives
-      torch's new parameters. Its state (`SGDState`) holds the hyperparameters as arrays,
-      and two `sgd(...)` that differ only in numbers compare equal (one compiled program).
+      torch's new parameters. Its state, `OptState(hyperparams, SGDState, origin)`, holds
+      the hyperparameters as arrays, and two `sgd(...)` that differ only in numbers compare
+      equal (one compiled program).
 
     Raises:
       ValueError: torch's messages: `Invalid learning rate: -1`, `Invalid momentum value:
