@@ -213,11 +213,8 @@ def _schedule(schedule, tx, opt_state, spec: LoopSpec, dtype) -> tuple[LoopSpec,
         )
     # torch's schedulers start from the Python float the optimizer was built with; the
     # state holds it rounded to the params' dtype, so prefer the builder's exact value.
-    exact = getattr(getattr(tx, "init", None), "hyperparams", None)
-    if isinstance(exact, dict) and "lr" in exact:
-        base_lr = float(exact["lr"])
-    else:
-        base_lr = float(optim.get_hyperparams(opt_state)["lr"])
+    exact = optim.hyperparams_of(tx).get("lr")
+    base_lr = float(exact if exact is not None else optim.get_hyperparams(opt_state)["lr"])
     count = spec.epochs if interval == "epoch" else spec.steps
     lrs = jnp.asarray(lrs_fn(base_lr, count), dtype)
     return dataclasses.replace(spec, schedule=interval), lrs

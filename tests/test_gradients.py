@@ -63,6 +63,7 @@ def _force(monkeypatch, formulation):
     else:
         monkeypatch.setattr(xla_cpu, "_SMALL_MAX_TERMS", 0)
         monkeypatch.setattr(xla_cpu, "_LARGE_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(xla_cpu, "_LARGE_MIN_ELEMENTS_COSTLY", 0)
 
 
 def _cpu_value_and_grad(obj, params, x, y):
@@ -114,14 +115,17 @@ def test_small_any_row_count(n):
     )
 
 
-def test_large_is_chosen_from_a_million_elements():
+def test_large_is_chosen_from_its_thresholds():
     obj = jr.objective(jr.linear.predict, jr.losses.mse)
+    bce = jr.objective(jr.logistic.predict, jr.losses.bce)
     shape = jax.ShapeDtypeStruct
     params = jr.linear.Params(shape((1, 32), jnp.float32), shape((1,), jnp.float32))
     big = (shape((1 << 15, 32), jnp.float32), shape((1 << 15, 1), jnp.float32))
     assert xla_cpu.plan(obj, params, *big) == "large"
     mid = (shape((10_000, 16), jnp.float32), shape((10_000, 1), jnp.float32))
     assert xla_cpu.plan(obj, params._replace(weight=shape((1, 16), jnp.float32)), *mid) is None
+    # logs and exps gain from the row layout from a few thousand elements
+    assert xla_cpu.plan(bce, params._replace(weight=shape((1, 16), jnp.float32)), *mid) == "large"
 
 
 def test_falls_back_for_what_it_does_not_know():

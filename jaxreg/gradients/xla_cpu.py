@@ -37,8 +37,10 @@ _SMALL_MAX_TERMS = 64
 _SMALL_MAX_ELEMENTS = 1 << 13
 # ... or, for losses with logs and exps, at most this many rows.
 _SMALL_MAX_ROWS_COSTLY = 512
-# `large` from this many elements of x; below, the plain gradient is as fast.
-_LARGE_MIN_ELEMENTS = 1 << 20
+# `large` from this many elements of x (from fewer for logs and exps, whose per-element work
+# the row layout speeds up most); below, the plain gradient is as fast.
+_LARGE_MIN_ELEMENTS = 1 << 18
+_LARGE_MIN_ELEMENTS_COSTLY = 1 << 11
 
 _ACTIVATIONS = types.MappingProxyType({"linear": None, "logistic": jax.nn.sigmoid})
 
@@ -54,7 +56,7 @@ def plan(objective: Any, params: Any, x: Any, y: Any) -> str | None:
     small_enough = n <= _SMALL_MAX_ROWS_COSTLY if costly else n * d <= _SMALL_MAX_ELEMENTS
     if d * out <= _SMALL_MAX_TERMS and small_enough:
         return "small"
-    if n * d >= _LARGE_MIN_ELEMENTS:
+    if n * d >= (_LARGE_MIN_ELEMENTS_COSTLY if costly else _LARGE_MIN_ELEMENTS):
         return "large"
     return None
 
@@ -192,13 +194,16 @@ def _large(elementwise, scale, params, x, y):
     w, b = params.weight, params.bias
     n, _ = x.shape
     out = w.shape[0]
-    z = x @ w.T
+    # The logits laid out (out, n): the per-element loss work on rows runs at vector speed
+    # on XLA:CPU, where the (n, out) columns of nn.Linear's layout ran up to 20x slower
+    # (benchmarks/NOTES.md, "Layout").
+    zt = jnp.stack([x @ w[k] for k in range(out)])
     if b is not None:
-        z = z + b[None, :]
-    l, dz = _dz(elementwise, scale, z, y)
+        zt = zt + b[:, None]
+    l, dzt = _dz(elementwise, scale, zt, y.T)
     value = _finish(jnp.sum(l), scale, n * out)
     # dz.T @ x as a broadcast product summed over the rows, one reduction per output
     # (a single (n, out, d) product was emitted as a strided loop): benchmarks/NOTES.md.
-    gw = jnp.stack([jnp.sum(x * dz[:, k : k + 1], axis=0) for k in range(out)])
-    gb = None if b is None else jnp.sum(dz, axis=0)
+    gw = jnp.stack([jnp.sum(x * dzt[k][:, None], axis=0) for k in range(out)])
+    gb = None if b is None else jnp.sum(dzt, axis=1)
     return value, linear.Params(gw, gb)

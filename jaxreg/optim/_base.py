@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreg import _checks
-from jaxreg.optim._state import is_optimizer_state  # noqa: F401  (jaxreg/_pending_optim.py)
 
 # ----------------------------------------------------------------------------------------
 # Hyperparameters: validation at construction, arrays in the state.
