@@ -4,7 +4,8 @@ Each `Scenario` (a tutorial workflow, or a row of the optimizer/loss/dtype matri
 trained twice from the same data and initial parameters: by the torch program written
 the way the tutorial writes it (`parity.torch_side`) and by jaxreg (`parity.jax_side`).
 `compare` measures the largest absolute and relative deviation of the loss and of every
-parameter after every step; `parity.tolerances` holds the bounds and why.
+parameter after every step; `parity.tolerances` holds the bounds and why. The names
+both frameworks give each optimizer, loss, model and schedule are in `parity.vocab`.
 
     python -m parity                        # every scenario, a table, exit status 1 on FAIL
     python -m parity --list / --only 't5*' / --dtype float64 / --json F / --report DIR
@@ -17,17 +18,17 @@ For your own port:
 
 Interop: `parity.interop.params_from_torch(layer)` / `params_to_torch(params, layer)`.
 
-Importing parity turns on JAX's x64 mode (`jax_enable_x64`), so that float64 scenarios
-run in float64; float32 arrays stay float32. It imports neither torch nor matplotlib.
+Importing parity changes no global setting: JAX's x64 mode stays as you left it (off by
+default). A float64 scenario turns x64 on for its own run only, and a float32 scenario
+runs with it off, inside a `with` block (`parity.precision`); `verify` turns it on for
+float64 torch tensors, for that call only. Importing parity imports neither torch nor
+matplotlib.
 """
 
-import jax
-
-jax.config.update("jax_enable_x64", True)
-
-from parity.compare import Comparison, Deviation, ParityError, compare  # noqa: E402
-from parity.registry import all_scenarios, get, select  # noqa: E402
-from parity.scenario import (  # noqa: E402
+from parity.compare import Comparison, Deviation, ParityError, compare
+from parity.registry import all_scenarios, get, select
+from parity.runner import run_scenario
+from parity.scenario import (
     NO_PERTURBATION,
     Data,
     Perturbation,
@@ -36,7 +37,7 @@ from parity.scenario import (  # noqa: E402
     TorchInit,
     Trajectory,
 )
-from parity.tolerances import Tolerance, default_tolerance, tolerance_for  # noqa: E402
+from parity.tolerances import Tolerance, default_tolerance, tolerance_for
 
 __all__ = [
     "NO_PERTURBATION",
@@ -66,13 +67,11 @@ def verify(*args, **kwargs):
 
     See `parity.port.verify` for the arguments. Returns a `Comparison`.
     """
-    from parity.port import verify as _verify
+    from parity.port import verify as _verify  # imports torch, an optional dependency
 
     return _verify(*args, **kwargs)
 
 
 def run(scenario, *, data_path=None, perturb=NO_PERTURBATION):
     """Run one scenario (torch side, jax side, comparison): a `parity.runner.Result`."""
-    from parity.runner import run_scenario
-
     return run_scenario(scenario, data_path=data_path, perturb=perturb)

@@ -13,6 +13,8 @@ A lesson's "trajectory" is what the tutorial prints: the expression's value per 
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from parity.scenario import Problem
@@ -32,9 +34,6 @@ def _torch_accumulation(problem: Problem, steps: int):
 
 
 def _jax_accumulation(problem: Problem, steps: int):
-    import jax
-    import jax.numpy as jnp
-
     w = jnp.asarray(problem.params["w"])
     value_and_grad = jax.value_and_grad(lambda w: 2 * w)
     acc = jnp.zeros_like(w)
@@ -57,9 +56,6 @@ def _torch_square(problem: Problem, steps: int):
 
 
 def _jax_square(problem: Problem, steps: int):
-    import jax
-    import jax.numpy as jnp
-
     y, g = jax.value_and_grad(lambda w: 2 * w**2 + 5)(jnp.asarray(problem.params["w"]))
     return [float(y)], {"w.grad": np.asarray(g)[None]}
 
@@ -75,9 +71,6 @@ def _torch_sum_mv(problem: Problem, steps: int):
 
 
 def _jax_sum_mv(problem: Problem, steps: int):
-    import jax
-    import jax.numpy as jnp
-
     x = jnp.asarray(problem.data.x)
     loss, g = jax.value_and_grad(lambda a: jnp.sum(x @ a))(jnp.asarray(problem.params["a"]))
     return [float(loss)], {"a.grad": np.asarray(g)[None]}

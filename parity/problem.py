@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxreg import data as jrdata
 from parity.scenario import Data, Problem, Scenario, TorchInit
 
 DATA_ENV = "JAXREG_PARITY_DATA"
@@ -36,15 +37,13 @@ def resolve_data_path(path: str | os.PathLike | None) -> Path:
 
 def load_regression_csv(path: Path, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """The real-data tutorial's columns x, y, each (100,), read with `jaxreg.data.load_csv`."""
-    from jaxreg import data
-
     if not path.is_file():
         raise DataNotFoundError(
             f"the real-data scenarios need regression.csv (columns x,y) and it is not at "
             f"{path}. Pass --data PATH (or data_path=...), or set ${DATA_ENV}; or leave those "
             "scenarios out with --only."
         )
-    cols = data.load_csv(path, columns=("x", "y"), dtype=np.float64)
+    cols = jrdata.load_csv(path, columns=("x", "y"), dtype=np.float64)
     return cols["x"].astype(dtype), cols["y"].astype(dtype)
 
 
@@ -105,14 +104,11 @@ def dataloader_order(
     dropped rows are appended in increasing order (`fit` ignores them).
     """
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
 
-    loader = DataLoader(
-        TensorDataset(torch.arange(n)),
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=drop_last,
-        generator=torch.Generator().manual_seed(seed),
+    from parity.programs.torch_loop import data_loader
+
+    loader = data_loader(
+        torch.arange(n), batch_size=batch_size, shuffle=True, seed=seed, drop_last=drop_last
     )
     rows = []
     for _ in range(epochs):

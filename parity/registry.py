@@ -5,14 +5,13 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
+from parity.matrix import matrix_scenarios
 from parity.scenario import Scenario
+from parity.tutorials import seed_scenarios
 
 
 def all_scenarios() -> list[Scenario]:
     """The seed (tutorial) scenarios, then the matrix; names are unique."""
-    from parity.matrix import matrix_scenarios
-    from parity.tutorials import seed_scenarios
-
     out = seed_scenarios() + matrix_scenarios()
     names = [s.name for s in out]
     dupes = sorted({n for n in names if names.count(n) > 1})

@@ -18,21 +18,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from parity import vocab
+from parity.programs.jax_loop import LOOPS as JAX_LOOPS
+
 DTYPES = ("float32", "float64")
 SOURCES = ("seed", "matrix")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
-TORCH_NAMES = {
-    "sgd": "SGD",
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "rmsprop": "RMSprop",
-    "adagrad": "Adagrad",
-}
-LOSSES = ("mse", "sse", "l1", "huber", "smooth_l1", "bce", "bce_with_logits")
-MODELS = ("linear", "logistic", "logits")
 UPDATES = ("optim", "data", "no_grad")
-JAX_LOOPS = ("fit", "make_step")
-SCHEDULES = ("StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
 
 
 class Data(NamedTuple):
@@ -76,24 +67,26 @@ class Scenario:
         an array or a `(dtype) -> array` callable; or a `TorchInit` (torch's own init).
       form: how the torch program computes its prediction (`parity.forms.FORMS`):
         "nn.Linear", "nn.Module", "x*W+b", "b+w*x", "torch.mv", "X@What", "x*w.t()+b".
-      model: what follows the affine map: "linear" (nothing), "logistic" (`sigmoid`),
-        "logits" (nothing; the loss takes logits). The jax side uses `jr.linear.predict`,
-        `jr.logistic.predict`, `jr.logistic.logits`.
-      loss, loss_kwargs: the `jaxreg.losses` function and its keyword arguments.
+      model: what follows the affine map, a `parity.vocab.MODELS` row: "linear" (nothing),
+        "logistic" (`sigmoid`), "logits" (nothing; the loss takes logits). The jax side uses
+        `jr.linear.predict`, `jr.logistic.predict`, `jr.logistic.logits`.
+      loss, loss_kwargs: a `parity.vocab.LOSSES` row (the `jaxreg.losses` function) and its
+        keyword arguments.
       torch_loss: how the torch program writes the loss (`parity.torch_side.TORCH_LOSSES`),
         e.g. "F.mse_loss", "nn.MSELoss()(y_pred.view_as(y), y)", "torch.mean((h - y) ** 2)".
-      optimizer, opt_kwargs: the `torch.optim` class (lower-cased) / `jaxreg.optim` function
-        and its arguments, with torch's names.
+      optimizer, opt_kwargs: a `parity.vocab.OPTIMIZERS` row (the `jaxreg.optim` function;
+        the row names the `torch.optim` class) and its arguments, with torch's names.
       update: "optim" (`optimizer.step()`), "data" (`p.data = p.data - lr * p.grad.data`),
         "no_grad" (`with torch.no_grad(): p -= p.grad * lr; p.grad.zero_()`). The last two are
         plain SGD written by hand; the jax side uses `jr.optim.sgd(lr)`.
-      schedule, schedule_kwargs: a `torch.optim.lr_scheduler` / `jaxreg.schedules` class name
-        and its arguments; stepped after every epoch.
+      schedule, schedule_kwargs: a `parity.vocab.SCHEDULES` row (the `jaxreg.schedules` and
+        `torch.optim.lr_scheduler` class) and its arguments; stepped after every epoch.
       epochs: passes over the data (full batch: the number of updates).
       batch_size: None for full batch, else torch `DataLoader(batch_size=...)`.
       shuffle: mini-batches shuffled by a `torch.Generator().manual_seed(shuffle_seed)`.
       drop_last: the DataLoader's `drop_last`.
-      dtype: "float32" or "float64".
+      dtype: "float32" or "float64"; the jax side runs with JAX's x64 mode on for float64
+        and off for float32 (`parity.precision`), whatever the caller's setting.
       phases: `((epochs, lr), ...)` for a program that trains, then continues training at
         another learning rate (the Celsius tutorial); overrides `epochs` and `lr`.
       lesson: the name of an autograd lesson (`parity.lessons`) instead of a training run.
@@ -130,12 +123,12 @@ class Scenario:
     def __post_init__(self):
         _check_choice("source", self.source, SOURCES)
         _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("model", self.model, MODELS)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("model", self.model, tuple(vocab.MODELS))
+        _check_choice("loss", self.loss, tuple(vocab.LOSSES))
+        _check_choice("optimizer", self.optimizer, tuple(vocab.OPTIMIZERS))
         _check_choice("update", self.update, UPDATES)
         if self.schedule is not None:
-            _check_choice("schedule", self.schedule, SCHEDULES)
+            _check_choice("schedule", self.schedule, tuple(vocab.SCHEDULES))
         if self.update != "optim" and (self.optimizer != "sgd" or set(self.opts) - {"lr"}):
             raise ValueError(f"{self.name}: update={self.update!r} is plain SGD: only lr allowed")
         if self.phases is not None and (self.batch_size or self.schedule):
@@ -161,7 +154,7 @@ class Scenario:
         """The tolerance family: "lesson", "sgd" (incl. hand-written SGD) or "adaptive"."""
         if self.lesson is not None:
             return "lesson"
-        return "sgd" if self.optimizer == "sgd" else "adaptive"
+        return vocab.OPTIMIZERS[self.optimizer].family
 
     def describe(self) -> str:
         """One line: optimizer, loss, schedule and batching, for `--list` and the report."""
@@ -172,7 +165,7 @@ class Scenario:
             opt = "lr=" + " then ".join(f"{lr} x {e}" for e, lr in self.phases)
         parts = [
             {
-                "optim": f"optim.{TORCH_NAMES[self.optimizer]}({opt})",
+                "optim": f"optim.{vocab.OPTIMIZERS[self.optimizer].torch}({opt})",
                 "data": f"p.data = p.data - lr * p.grad.data ({opt})",
                 "no_grad": f"with no_grad: p -= p.grad * lr ({opt})",
             }[self.update],

@@ -1,25 +1,25 @@
 """The torch side: run a scenario as the tutorial's torch program and record its trajectory.
 
-The loop is the tutorials' loop, `zero_grad / loss.backward() / step`, with the update
-written the way the scenario says (`optimizer.step()`, `p.data = p.data - lr * p.grad.data`,
-or `with torch.no_grad(): p -= p.grad * lr`), the prediction written in the scenario's form
-(`nn.Linear`, an `nn.Module`, `x * W + b`, `torch.mv(X, w)`, `X @ What`, `x * w.t() + b`)
-and the loss written the way the tutorial writes it (`TORCH_LOSSES`).
+The program is the tutorials' loop, `zero_grad / loss.backward() / step`
+(`parity.programs.torch_loop`), with the update written the way the scenario says
+(`optimizer.step()`, `p.data = p.data - lr * p.grad.data`, or `with torch.no_grad(): p -=
+p.grad * lr`), the prediction written in the scenario's form (`nn.Linear`, an `nn.Module`,
+`x * W + b`, `torch.mv(X, w)`, `X @ What`, `x * w.t() + b`) and the loss written the way
+the tutorial writes it (`TORCH_LOSSES`). Optimizers, losses, links and schedulers come
+from their `parity.vocab` rows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
-from parity import lessons
+from parity import lessons, vocab
+from parity.programs import torch_loop
 from parity.scenario import Problem, Scenario, Trajectory
 
 
@@ -48,46 +48,37 @@ def _view_as(h, y):
     return nn.MSELoss()(h.view_as(y), y)
 
 
-# name -> (the jaxreg loss it equals, torch function (pred, target, **loss_kwargs)).
-TORCH_LOSSES: dict[str, tuple[str, Callable]] = {
-    "F.mse_loss": ("mse", F.mse_loss),
-    "F.mse_loss(reduction='sum')": ("sse", lambda h, y: F.mse_loss(h, y, reduction="sum")),
-    "F.l1_loss": ("l1", F.l1_loss),
-    "F.huber_loss": ("huber", F.huber_loss),
-    "F.smooth_l1_loss": ("smooth_l1", F.smooth_l1_loss),
-    "F.binary_cross_entropy": ("bce", F.binary_cross_entropy),
-    "F.binary_cross_entropy_with_logits": ("bce_with_logits", F.binary_cross_entropy_with_logits),
-    "nn.MSELoss()": ("mse", lambda h, y: nn.MSELoss()(h, y)),
+def _module_loss(name: str) -> Callable:
+    def loss(h, y, **kwargs):
+        return getattr(nn, name)(**kwargs)(h, y)
+
+    return loss
+
+
+# The tutorials' own ways of writing a loss: expression -> (the jaxreg loss it equals,
+# torch function (pred, target, **loss_kwargs)). `TORCH_LOSSES` adds every vocab row's
+# `F.<function>` and `nn.<Module>()`.
+TUTORIAL_LOSSES: dict[str, tuple[str, Callable]] = {
     "nn.MSELoss()(y_pred.view_as(y), y)": ("mse", _view_as),
     "torch.mean((h - y) ** 2)": ("mse", _sq_mean),
     "torch.sum((y - h) ** 2)": ("sse", _sq_sum),
     "(d * d).sum() / d.numel()": ("mse", _sq_numel),
     "-torch.mean(y * log(h) + (1 - y) * log(1 - h))": ("bce", _bce_hand),
 }
-
-# the torch expression a matrix scenario uses for each jaxreg loss
-DEFAULT_TORCH_LOSS = {
-    "mse": "F.mse_loss",
-    "sse": "F.mse_loss(reduction='sum')",
-    "l1": "F.l1_loss",
-    "huber": "F.huber_loss",
-    "smooth_l1": "F.smooth_l1_loss",
-    "bce": "F.binary_cross_entropy",
-    "bce_with_logits": "F.binary_cross_entropy_with_logits",
-}
-
-OPTIMIZERS = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "rmsprop": torch.optim.RMSprop,
-    "adagrad": torch.optim.Adagrad,
+TORCH_LOSSES: dict[str, tuple[str, Callable]] = {
+    **{row.torch_expr: (row.name, row.torch_fn()) for row in vocab.LOSSES.values()},
+    **{
+        f"nn.{row.torch_module}()": (row.name, _module_loss(row.torch_module))
+        for row in vocab.LOSSES.values()
+        if row.reduction is None
+    },
+    **TUTORIAL_LOSSES,
 }
 
 
 def torch_loss_name(scenario: Scenario) -> str:
     """The torch expression of the scenario's loss (default: the `torch.nn.functional` one)."""
-    name = scenario.torch_loss or DEFAULT_TORCH_LOSS[scenario.loss]
+    name = scenario.torch_loss or vocab.LOSSES[scenario.loss].torch_expr
     if TORCH_LOSSES[name][0] != scenario.loss:
         raise ValueError(
             f"{scenario.name}: torch loss {name!r} is {TORCH_LOSSES[name][0]}, not {scenario.loss}"
@@ -136,16 +127,17 @@ def build_model(scenario: Scenario, params0: dict[str, np.ndarray]):
     return forward, P
 
 
-def _batches(scenario: Scenario, problem: Problem, x, y):
-    """A function epoch -> iterable of (x_batch, y_batch), checked against `problem.order`."""
+def _batches(scenario: Scenario, problem: Problem, x, y) -> torch_loop.Batches:
+    """`epoch -> (x_batch, y_batch)s`, every DataLoader batch checked against `problem.order`."""
     if scenario.batch_size is None:
-        return lambda epoch: [(x, y)]
-    loader = DataLoader(
-        TensorDataset(x, y),
+        return torch_loop.full_batch(x, y)
+    loader = torch_loop.data_loader(
+        x,
+        y,
         batch_size=scenario.batch_size,
         shuffle=scenario.shuffle,
+        seed=scenario.shuffle_seed,
         drop_last=scenario.drop_last,
-        generator=torch.Generator().manual_seed(scenario.shuffle_seed),
     )
     n, bs = x.shape[0], scenario.batch_size
 
@@ -163,86 +155,45 @@ def _batches(scenario: Scenario, problem: Problem, x, y):
     return epoch_batches
 
 
-@contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """torch on one intra-op thread for the duration (restored after).
-
-    These programs handle at most a few thousand numbers per step; a second thread only
-    adds synchronisation, and on a loaded 2-core machine a spinning OpenMP pool made a
-    6000-step run 10x slower (24 s instead of 2.2 s).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _update(scenario: Scenario, model, named: dict[str, torch.Tensor]):
+    """The update the scenario writes, and the schedulers stepped after each epoch."""
+    if scenario.update != "optim":
+        cls = torch_loop.DataUpdate if scenario.update == "data" else torch_loop.NoGradUpdate
+        return cls(named.values(), scenario.opts.get("lr")), ()
+    params = list(model.parameters()) if isinstance(model, nn.Module) else list(named.values())
+    opt = vocab.OPTIMIZERS[scenario.optimizer].torch_class()(params, **scenario.opts)
+    schedulers = ()
+    if scenario.schedule is not None:
+        cls = vocab.SCHEDULES[scenario.schedule].torch_class()
+        schedulers = (cls(opt, **dict(scenario.schedule_kwargs)),)
+    return torch_loop.OptimizerUpdate(opt), schedulers
 
 
 def run(scenario: Scenario, problem: Problem) -> Trajectory:
     """Train `scenario` with torch from `problem`; the trajectory of losses and parameters."""
-    with single_threaded():
-        return _run(scenario, problem)
-
-
-def _run(scenario: Scenario, problem: Problem) -> Trajectory:
-    start = time.perf_counter()
     if scenario.lesson is not None:
-        losses, params = lessons.TORCH[scenario.lesson](problem, scenario.epochs)
+        start = time.perf_counter()
+        with torch_loop.single_threaded():
+            losses, params = lessons.TORCH[scenario.lesson](problem, scenario.epochs)
         return Trajectory(np.asarray(losses), params, time.perf_counter() - start)
     x, y = _tensor(problem.data.x), _tensor(problem.data.y)
     model, named = build_model(scenario, problem.params)
     loss_name = torch_loss_name(scenario)
-    loss_fn = TORCH_LOSSES[loss_name][1]
-    loss_kwargs = dict(scenario.loss_kwargs)
-    link = torch.sigmoid if scenario.model == "logistic" else (lambda z: z)
-    opt = sched = None
-    if scenario.update == "optim":
-        params_list = (
-            list(model.parameters()) if isinstance(model, nn.Module) else list(named.values())
-        )
-        opt = OPTIMIZERS[scenario.optimizer](params_list, **scenario.opts)
-        if scenario.schedule is not None:
-            cls = getattr(torch.optim.lr_scheduler, scenario.schedule)
-            sched = cls(opt, **dict(scenario.schedule_kwargs))
-    phases = scenario.phases or ((scenario.epochs, scenario.opts.get("lr")),)
-    batches = _batches(scenario, problem, x, y)
-    losses, history = [], {k: [] for k in named}
-    meta: dict = {}
-    epoch = 0
-    for n_epochs, lr in phases:
-        if opt is not None and scenario.phases:
-            for group in opt.param_groups:
-                group["lr"] = lr
-        for _ in range(n_epochs):
-            for xb, yb in batches(epoch):
-                if opt is not None:
-                    opt.zero_grad()
-                pred = link(model(xb))
-                meta.setdefault("torch_pred_shape", tuple(pred.shape))
-                loss = loss_fn(pred, yb, **loss_kwargs)
-                loss.backward()
-                if opt is not None:
-                    opt.step()
-                elif scenario.update == "data":
-                    for p in named.values():
-                        p.data = p.data - lr * p.grad.data
-                        p.grad = None
-                else:  # "no_grad"
-                    with torch.no_grad():
-                        for p in named.values():
-                            p -= p.grad * lr
-                            p.grad.zero_()
-                losses.append(loss.item())
-                for k, p in named.items():
-                    history[k].append(p.detach().numpy().copy())
-            if sched is not None:
-                sched.step()
-            epoch += 1
-    meta["torch_loss"] = loss_name
-    return Trajectory(
-        np.asarray(losses),
-        {k: np.stack(v) for k, v in history.items()},
-        time.perf_counter() - start,
-        meta,
+    loss_fn, loss_kwargs = TORCH_LOSSES[loss_name][1], dict(scenario.loss_kwargs)
+    link = vocab.MODELS[scenario.model].torch_fn()
+    meta: dict = {"torch_loss": loss_name}
+
+    def forward(xb):
+        pred = link(model(xb))
+        meta.setdefault("torch_pred_shape", tuple(pred.shape))
+        return pred
+
+    update, schedulers = _update(scenario, model, named)
+    program = torch_loop.Program(
+        forward, lambda h, t: loss_fn(h, t, **loss_kwargs), named, update, schedulers
     )
+    lrs = None
+    if scenario.phases:
+        lrs = [lr for epochs, lr in scenario.phases for _ in range(epochs)]
+    batches = _batches(scenario, problem, x, y)
+    return torch_loop.run(program, batches, scenario.total_epochs, lrs=lrs, meta=meta)

@@ -1,7 +1,9 @@
 """The torch side of `test_optim.py` and `test_schedules.py`: the reference runs.
 
 Each helper runs the real `torch.optim` (CPU, its default single-tensor path) on plain
-NumPy inputs and returns NumPy arrays, so the tests compare like with like.
+NumPy inputs and returns NumPy arrays, so the tests compare like with like. The training
+runs go through parity's one torch loop (`parity.programs.torch_loop`), the loop every
+parity scenario and `parity.verify` use.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from parity.programs import torch_loop
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
@@ -49,29 +53,36 @@ def torch_regression(
     weight = weight0.clone().requires_grad_(True)
     bias = bias0.clone().requires_grad_(True)
     opt = getattr(torch.optim, optimizer)([weight, bias], **kwargs)
-    rows = []
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = torch.mean((x @ weight.T + bias - y) ** 2)
-        loss.backward()
-        opt.step()
-        rows.append(torch.cat([weight.detach().reshape(-1), bias.detach()]).numpy().copy())
-    return np.stack(rows)
+    program = torch_loop.Program(
+        forward=lambda xb: xb @ weight.T + bias,
+        loss_fn=lambda h, yb: torch.mean((h - yb) ** 2),
+        params={"weight": weight, "bias": bias},
+        update=torch_loop.OptimizerUpdate(opt),
+    )
+    run = torch_loop.run(program, torch_loop.full_batch(x, y), steps)
+    return np.concatenate([run.params["weight"].reshape(steps, -1), run.params["bias"]], axis=1)
 
 
 def torch_stream(
     optimizer: str, kwargs: dict[str, Any], params0: np.ndarray, grads: np.ndarray, dtype
 ) -> np.ndarray:
-    """torch's parameters after each update when `grads[t]` is the gradient of step t."""
+    """torch's parameters after each update when `grads[t]` is the gradient of step t.
+
+    The loss of step t is `sum(param * grads[t])`, whose gradient is `grads[t]` exactly
+    (autograd multiplies it by the sum's gradient, 1).
+    """
     tdtype = TORCH_DTYPES[np.dtype(dtype)]
     param = torch.tensor(params0, dtype=tdtype, requires_grad=True)
     opt = getattr(torch.optim, optimizer)([param], **kwargs)
-    rows = []
-    for g in grads:
-        param.grad = torch.tensor(g, dtype=tdtype)
-        opt.step()
-        rows.append(param.detach().numpy().copy())
-    return np.stack(rows)
+    stream = torch.tensor(grads, dtype=tdtype)
+    program = torch_loop.Program(
+        forward=lambda _: param,
+        loss_fn=lambda p, g: torch.sum(p * g),
+        params={"param": param},
+        update=torch_loop.OptimizerUpdate(opt),
+    )
+    run = torch_loop.run(program, lambda epoch: ((None, stream[epoch]),), len(grads))
+    return run.params["param"]
 
 
 def torch_lrs(scheduler: str, kwargs: dict[str, Any], base_lr: float, epochs: int) -> list:

@@ -5,9 +5,8 @@ import collections
 import pytest
 
 import parity
-from parity import matrix, torch_side
+from parity import matrix, torch_side, vocab
 from parity.forms import FORMS
-from parity.scenario import LOSSES, SCHEDULES
 
 ALL = parity.all_scenarios()
 SEED = [s for s in ALL if s.source == "seed"]
@@ -43,6 +42,16 @@ def test_every_spec_workflow_and_variant_is_there():
     assert seed["t5g-real-tensors-optim-sgd-b-w"].init == {"b": [-5.0], "w": [10.0]}  # SGD([b, w])
 
 
+def test_every_vocab_optimizer_option_is_a_matrix_option():
+    """Adding an optimizer to parity is one vocab row: its options become matrix rows."""
+    options = {(o, name) for o, name, _ in matrix.OPTIONS}
+    for row in vocab.OPTIMIZERS.values():
+        assert row.options, f"vocab row {row.name} has no matrix options"
+        for option, _ in row.options:
+            assert (option, row.name) in options
+    assert {s.optimizer for s in MATRIX} == set(vocab.OPTIMIZERS)
+
+
 def test_every_optimizer_option_meets_both_dtypes():
     seen = collections.defaultdict(set)
     for s in MATRIX:
@@ -51,14 +60,14 @@ def test_every_optimizer_option_meets_both_dtypes():
         assert seen[option] == {"float32", "float64"}, option
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss", vocab.LOSSES)
 def test_every_loss_meets_both_dtypes_and_several_optimizers(loss):
     rows = [s for s in MATRIX if s.loss == loss]
     assert {s.dtype for s in rows} == {"float32", "float64"}
     assert len({s.optimizer for s in rows}) >= 2
 
 
-@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("schedule", vocab.SCHEDULES)
 def test_every_schedule_meets_several_optimizers(schedule):
     rows = [s for s in MATRIX if s.schedule == schedule]
     assert len({s.optimizer for s in rows}) >= 2 and {s.dtype for s in rows} == {
@@ -69,7 +78,7 @@ def test_every_schedule_meets_several_optimizers(schedule):
 
 def test_minibatches_meet_every_optimizer_and_both_dtypes():
     rows = [s for s in MATRIX if s.batch_size]
-    assert {s.optimizer for s in rows} == {"sgd", "adam", "adamw", "rmsprop", "adagrad"}
+    assert {s.optimizer for s in rows} == set(vocab.OPTIMIZERS)
     assert {s.dtype for s in rows} == {"float32", "float64"}
     assert any(not s.shuffle for s in rows) and any(s.drop_last for s in rows)
 

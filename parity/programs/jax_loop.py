@@ -1,0 +1,101 @@
+"""The one jaxreg run: `jr.fit`, or a Python loop over `jr.make_step` the way a port reads.
+
+Both take the same arguments and return the same things (final params, losses (steps,),
+params after every update stacked on a leading axis), so the scenarios (`parity.jax_side`)
+and `parity.verify` train the jax side through `run` alone. Mini-batches replay a torch
+`DataLoader`'s recorded row order (`order`, (epochs, n)), else take the rows in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+import jaxreg as jr
+
+LOOPS = ("fit", "make_step")
+
+
+def run(
+    loss_fn: Any,
+    tx: Any,
+    params: Any,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    order: np.ndarray | None = None,
+    drop_last: bool = False,
+    schedule: Any = None,
+    base_lr: float | None = None,
+    loop: str = "fit",
+) -> tuple[Any, np.ndarray, Any]:
+    """Train with jaxreg: (final params, losses (steps,), history (steps, ...) per leaf).
+
+    Args:
+      loss_fn, tx, params, x, y: as `jr.fit` takes them.
+      epochs: passes over the data (full batch: updates).
+      batch_size, shuffle, order, drop_last: mini-batches, as `jr.fit` takes them.
+      schedule: a `jr.schedules` schedule, stepped per epoch.
+      base_lr: the learning rate the schedule starts from, as the Python float torch
+        holds (needed by the "make_step" loop; `fit` reads it from `tx`).
+      loop: "fit" (the whole run as one compiled program) or "make_step".
+
+    NaN/inf losses are returned, not raised: the comparison reports a divergence.
+    """
+    if loop == "fit":
+        res = jr.fit(
+            loss_fn,
+            tx,
+            params,
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            order=order,
+            drop_last=drop_last,
+            schedule=schedule,
+            check_finite=False,  # the comparison reports divergence; torch does not raise
+        )
+        return res.params, np.asarray(res.losses), res.history
+    if loop == "make_step":
+        return _step_loop(
+            loss_fn, tx, params, x, y, epochs, batch_size, order, drop_last, schedule, base_lr
+        )
+    raise ValueError(f"loop must be one of {', '.join(LOOPS)}; got {loop!r}")
+
+
+def _step_loop(loss_fn, tx, params, x, y, epochs, batch_size, order, drop_last, schedule, base_lr):
+    """The run as a Python loop over `jr.make_step`, the way a port of a torch loop reads:
+    the same batches as the DataLoader, `jr.optim.set_lr` where torch's scheduler steps.
+
+    This is parity's only mini-batch slicing (the rows of `order[epoch]`, `batch_size` at
+    a time, the last batch shorter unless `drop_last`); it is to become a public jaxreg
+    function, which `fit` uses too.
+    """
+    step = jr.make_step(loss_fn, tx)
+    state = tx.init(params)
+    if schedule is not None and base_lr is None:
+        raise ValueError("the make_step loop needs base_lr to apply a schedule")
+    lrs = None if schedule is None else schedule.lrs(base_lr, epochs)
+    n = x.shape[0]
+    size = batch_size or n
+    stop = n - n % size if drop_last else n
+    losses, history = [], []
+    for epoch in range(epochs):
+        if lrs is not None:
+            state = jr.optim.set_lr(state, lrs[epoch])
+        rows = order[epoch] if order is not None else np.arange(n)
+        for start in range(0, stop, size):
+            idx = rows[start : start + size]
+            xb, yb = (x, y) if size == n else (x[idx], y[idx])
+            params, state, loss = step(params, state, xb, yb)
+            losses.append(float(loss))
+            history.append(params)
+    stacked = jax.tree.map(lambda *a: np.stack([np.asarray(v) for v in a]), *history)
+    return params, np.asarray(losses), stacked

@@ -1,0 +1,221 @@
+"""The one torch training loop, and the one way parity builds a torch `DataLoader`.
+
+    for epoch in range(epochs):
+        update.set_lr(lrs[epoch])                   # only for a program in phases
+        for xb, yb in batches(epoch):
+            update.zero_grad()
+            loss = loss_fn(forward(xb), yb)
+            loss.backward()
+            update.step()                           # optimizer.step(), or a hand-written one
+            yield StepRecord(...)                   # loss before, parameters after the update
+        for s in schedulers: s.step()
+
+`forward` is any callable (an `nn.Module`, or a closure over plain tensors); `params` names
+the tensors to record (`{"weight": layer.weight, ...}` or the tutorial's `{"W": W, ...}`).
+The scenarios (`parity.torch_side`), `parity.verify` and the optimizer tests
+(`tests/optim_ref.py`) all train through `records` / `run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from parity.scenario import Trajectory
+
+# epoch -> the (x_batch, y_batch) pairs of that epoch
+Batches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+class StepRecord(NamedTuple):
+    """What one update computed.
+
+    Attributes:
+      epoch, batch: where in the run (batch: index within the epoch).
+      loss: `loss.item()`, the loss at the parameters before the update.
+      params: {name: array} the parameters after the update (copies).
+      grads: {name: array} the gradients the update used, or None (not recorded).
+    """
+
+    epoch: int
+    batch: int
+    loss: float
+    params: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray] | None = None
+
+
+class OptimizerUpdate:
+    """`optimizer.zero_grad()` / `optimizer.step()`; `set_lr` sets every group's lr."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+
+class DataUpdate:
+    """The tutorials' `p.data = p.data - lr * p.grad.data; p.grad = None`, per tensor."""
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float):
+        self.params, self.lr = list(params), lr
+
+    def zero_grad(self) -> None:  # the step leaves p.grad = None
+        pass
+
+    def step(self) -> None:
+        for p in self.params:
+            p.data = p.data - self.lr * p.grad.data
+            p.grad = None
+
+    def set_lr(self, lr: float) -> None:
+        self.lr = lr
+
+
+class NoGradUpdate(DataUpdate):
+    """`with torch.no_grad(): p -= p.grad * lr; p.grad.zero_()`, per tensor."""
+
+    def step(self) -> None:
+        with torch.no_grad():
+            for p in self.params:
+                p -= p.grad * self.lr
+                p.grad.zero_()
+
+
+@dataclasses.dataclass
+class Program:
+    """A torch training program.
+
+    Attributes:
+      forward: `x_batch -> prediction`, the loss's first argument.
+      loss_fn: `(prediction, y_batch) -> scalar tensor`.
+      params: {name: tensor} the parameters to record, in the order to record them.
+      update: an `OptimizerUpdate`, `DataUpdate` or `NoGradUpdate` (anything with
+        `zero_grad()`, `step()` and `set_lr(lr)`).
+      schedulers: stepped after every epoch, in order (torch `lr_scheduler`s).
+    """
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    params: Mapping[str, torch.Tensor]
+    update: Any
+    schedulers: Sequence[Any] = ()
+
+
+def records(
+    program: Program,
+    batches: Batches,
+    epochs: int,
+    *,
+    lrs: Sequence[float] | None = None,
+    record_grads: bool = False,
+) -> Iterator[StepRecord]:
+    """Train `program` for `epochs` epochs; one `StepRecord` per update.
+
+    Args:
+      batches: `epoch -> iterable of (x_batch, y_batch)` (`full_batch`, `loader_batches`).
+      lrs: (epochs,) the learning rate set before each epoch (a program that trains in
+        phases at several learning rates), or None.
+      record_grads: also copy each parameter's gradient before the update.
+    """
+    for epoch in range(epochs):
+        if lrs is not None:
+            program.update.set_lr(lrs[epoch])
+        for i, (xb, yb) in enumerate(batches(epoch)):
+            program.update.zero_grad()
+            loss = program.loss_fn(program.forward(xb), yb)
+            loss.backward()
+            grads = None
+            if record_grads:
+                grads = {k: p.grad.detach().cpu().numpy().copy() for k, p in program.params.items()}
+            program.update.step()
+            params = {k: p.detach().cpu().numpy().copy() for k, p in program.params.items()}
+            yield StepRecord(epoch, i, loss.item(), params, grads)
+        for scheduler in program.schedulers:
+            scheduler.step()
+
+
+def run(
+    program: Program,
+    batches: Batches,
+    epochs: int,
+    *,
+    lrs: Sequence[float] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Trajectory:
+    """`records` to the end, on one torch thread, stacked into a `Trajectory`."""
+    start = time.perf_counter()
+    with single_threaded():
+        steps = list(records(program, batches, epochs, lrs=lrs))
+    return trajectory(steps, list(program.params), time.perf_counter() - start, meta)
+
+
+def trajectory(
+    steps: Sequence[StepRecord],
+    names: Sequence[str],
+    seconds: float = 0.0,
+    meta: dict[str, Any] | None = None,
+) -> Trajectory:
+    """Records stacked: losses (steps,), params {name: (steps, *shape)}."""
+    return Trajectory(
+        np.asarray([r.loss for r in steps]),
+        {k: np.stack([r.params[k] for r in steps]) for k in names},
+        seconds,
+        dict(meta or {}),
+    )
+
+
+def full_batch(x: torch.Tensor, y: torch.Tensor) -> Batches:
+    """Every epoch is one batch: all of (x, y)."""
+    return lambda epoch: ((x, y),)
+
+
+def data_loader(
+    *tensors: torch.Tensor, batch_size: int, shuffle: bool, seed: int, drop_last: bool
+) -> DataLoader:
+    """`DataLoader(TensorDataset(*tensors), ..., generator=torch.Generator().manual_seed(seed))`.
+
+    Iterating it again starts the next epoch (a shuffling loader draws a new order).
+    """
+    return DataLoader(
+        TensorDataset(*tensors),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def loader_batches(loader: DataLoader) -> Batches:
+    """Each epoch iterates `loader` once."""
+    return lambda epoch: loader
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """torch on one intra-op thread for the duration (restored after).
+
+    These programs handle at most a few thousand numbers per step; a second thread only
+    adds synchronisation, and on a loaded 2-core machine a spinning OpenMP pool made a
+    6000-step run 10x slower (24 s instead of 2.2 s).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

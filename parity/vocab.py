@@ -1,0 +1,335 @@
+"""parity's vocabulary: one row per optimizer, loss, model and schedule, torch next to jaxreg.
+
+Every name parity uses for an optimizer, a loss, a model or a schedule comes from a row
+here: the `Scenario` fields accept the rows' names, the matrix takes its optimizer options
+from the rows, the torch side builds `torch.optim.<row.torch>` and `F.<row.torch>`, the jax
+side `jr.optim.<row.name>` and `jr.losses.<row.name>`, and `parity.verify` reads the rows
+to compare a torch optimizer's settings with a jaxreg transformation's before training.
+Adding an optimizer to parity is one `OptimizerRow`; `tests/test_parity_vocab.py` fails
+while a `jr.optim` optimizer, `jr.losses` loss or `jr.schedules` schedule has no row.
+
+Builders are looked up by name when called, not at import, so that a test can replace
+`jaxreg.linear.predict` (or a torch class) and watch a comparison fail. torch is imported
+only by the methods that return a torch object: `import parity` does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jaxreg as jr
+
+# torch param_group keys that choose an implementation (kernel, graph capture), not the
+# arithmetic parity compares: the CPU single-tensor path is what jaxreg reproduces.
+IMPLEMENTATION_KEYS = frozenset({"foreach", "fused", "capturable", "differentiable"})
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerRow:
+    """One optimizer, named in both frameworks.
+
+    Attributes:
+      name: the `jaxreg.optim` function, and `Scenario.optimizer`.
+      torch: the `torch.optim` class.
+      family: the tolerance family (`parity.tolerances`): "sgd" or "adaptive".
+      settings: `(torch param_group key, where jaxreg holds it)`, for every key of torch's
+        `param_groups` that is not in `IMPLEMENTATION_KEYS`. A place is "hp:KEY" (the
+        state's hyperparams, `jr.optim.get_hyperparams(tx.init(params))[KEY]`),
+        "update:ATTR" / "init:ATTR" (a field of `tx.update` / `tx.init`), or several of
+        them for a torch tuple (`betas` is `hp:beta1` and `hp:beta2`).
+      options: the matrix's variants, `(option name, torch/jaxreg keyword arguments)`; the
+        option name is the row's name, or name-suffix.
+    """
+
+    name: str
+    torch: str
+    family: str
+    settings: tuple[tuple[str, tuple[str, ...]], ...]
+    options: tuple[tuple[str, dict[str, Any]], ...]
+
+    def jax(self) -> Callable[..., Any]:
+        """The `jaxreg.optim` factory (`tx = row.jax()(lr=..., ...)`)."""
+        return getattr(jr.optim, self.name)
+
+    def torch_class(self) -> type:
+        """The `torch.optim` class (imports torch)."""
+        import torch
+
+        return getattr(torch.optim, self.torch)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossRow:
+    """One loss, named in both frameworks.
+
+    Attributes:
+      name: the `jaxreg.losses` function, and `Scenario.loss`.
+      torch: the `torch.nn.functional` function.
+      torch_module: the `torch.nn` class that computes the same loss.
+      reduction: the reduction torch is called with when the jaxreg loss has none of its own
+        (`sse` is `F.mse_loss(reduction="sum")`); None: the `reduction` argument passes.
+      options: scalar keyword arguments both sides take under the same name, compared by
+        `parity.verify` (tensor arguments such as `weight` are not compared).
+      model: the `MODELS` row whose output the loss takes in the matrix: "linear" for a
+        regression loss, "logistic" (probabilities) for `bce`, "logits" for
+        `bce_with_logits`.
+    """
+
+    name: str
+    torch: str
+    torch_module: str
+    reduction: str | None = None
+    options: tuple[str, ...] = ("reduction",)
+    model: str = "linear"
+
+    def jax(self) -> Callable[..., Any]:
+        """The `jaxreg.losses` function."""
+        return getattr(jr.losses, self.name)
+
+    @property
+    def torch_expr(self) -> str:
+        """How a torch program writes it: "F.mse_loss", "F.mse_loss(reduction='sum')"."""
+        fixed = f"(reduction={self.reduction!r})" if self.reduction else ""
+        return f"F.{self.torch}{fixed}"
+
+    def torch_fn(self) -> Callable[..., Any]:
+        """`(pred, target, **options) -> loss`, the `torch.nn.functional` one (imports torch)."""
+        import torch.nn.functional as F
+
+        fn = getattr(F, self.torch)
+        return functools.partial(fn, reduction=self.reduction) if self.reduction else fn
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRow:
+    """What follows the affine map, in both frameworks.
+
+    Attributes:
+      name: `Scenario.model`.
+      module, function: the jaxreg predict function, `jaxreg.<module>.<function>`.
+      torch_link: the `torch` function applied to the `nn.Linear` output, or None.
+    """
+
+    name: str
+    module: str
+    function: str
+    torch_link: str | None = None
+
+    def jax(self) -> Callable[..., Any]:
+        """`jaxreg.<module>.<function>`, looked up now (a test may have replaced it)."""
+        return getattr(getattr(jr, self.module), self.function)
+
+    def torch_fn(self) -> Callable[[Any], Any]:
+        """The torch link (imports torch), or the identity."""
+        if self.torch_link is None:
+            return _identity
+        import torch
+
+        return getattr(torch, self.torch_link)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleRow:
+    """One learning-rate schedule, stepped once per epoch in both frameworks.
+
+    The jaxreg class is a frozen dataclass whose fields are torch's constructor arguments,
+    which torch keeps as attributes of the same names: `parity.verify` compares them.
+
+    Attributes:
+      name: the `jaxreg.schedules` class, and `Scenario.schedule`.
+      torch: the `torch.optim.lr_scheduler` class.
+      example: `epochs -> keyword arguments` the matrix uses for a run of that many epochs.
+    """
+
+    name: str
+    torch: str
+    example: Callable[[int], dict[str, Any]]
+
+    def jax(self) -> type:
+        return getattr(jr.schedules, self.name)
+
+    def torch_class(self) -> type:
+        import torch
+
+        return getattr(torch.optim.lr_scheduler, self.torch)
+
+
+def _identity(z: Any) -> Any:
+    return z
+
+
+_BASIC = (("lr", ("hp:lr",)), ("weight_decay", ("hp:weight_decay",)))
+_MAXIMIZE = (("maximize", ("update:maximize",)),)
+_ADAM = (
+    *_BASIC,
+    ("betas", ("hp:beta1", "hp:beta2")),
+    ("eps", ("hp:eps",)),
+    ("amsgrad", ("update:amsgrad",)),
+    ("decoupled_weight_decay", ("update:decoupled_weight_decay",)),
+    *_MAXIMIZE,
+)
+
+OPTIMIZERS: dict[str, OptimizerRow] = {
+    row.name: row
+    for row in (
+        OptimizerRow(
+            "sgd",
+            "SGD",
+            "sgd",
+            (
+                *_BASIC,
+                ("momentum", ("hp:momentum",)),
+                ("dampening", ("hp:dampening",)),
+                ("nesterov", ("update:nesterov",)),
+                *_MAXIMIZE,
+            ),
+            (
+                ("sgd", dict(lr=0.05)),
+                ("sgd-momentum", dict(lr=0.02, momentum=0.9)),
+                ("sgd-dampening", dict(lr=0.02, momentum=0.9, dampening=0.5)),
+                ("sgd-nesterov", dict(lr=0.02, momentum=0.9, nesterov=True)),
+                ("sgd-weight_decay", dict(lr=0.05, weight_decay=0.1)),
+                ("sgd-maximize", dict(lr=0.01, momentum=0.5, maximize=True)),
+            ),
+        ),
+        OptimizerRow(
+            "adam",
+            "Adam",
+            "adaptive",
+            _ADAM,
+            (
+                ("adam", dict(lr=0.01)),
+                ("adam-amsgrad", dict(lr=0.01, amsgrad=True)),
+                ("adam-weight_decay", dict(lr=0.01, weight_decay=0.1)),
+                (
+                    "adam-betas-eps-maximize",
+                    dict(lr=0.005, betas=(0.8, 0.9), eps=1e-6, maximize=True),
+                ),
+            ),
+        ),
+        OptimizerRow(
+            "adamw",
+            "AdamW",
+            "adaptive",
+            _ADAM,
+            (
+                ("adamw", dict(lr=0.01)),
+                ("adamw-amsgrad", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+            ),
+        ),
+        OptimizerRow(
+            "rmsprop",
+            "RMSprop",
+            "adaptive",
+            (
+                *_BASIC,
+                ("alpha", ("hp:alpha",)),
+                ("eps", ("hp:eps",)),
+                ("momentum", ("hp:momentum",)),
+                ("centered", ("update:centered",)),
+                *_MAXIMIZE,
+            ),
+            (
+                ("rmsprop", dict(lr=0.002)),
+                ("rmsprop-centered", dict(lr=0.002, centered=True)),
+                ("rmsprop-momentum", dict(lr=0.001, momentum=0.9)),
+                (
+                    "rmsprop-centered-momentum-wd",
+                    dict(lr=0.001, alpha=0.98, centered=True, momentum=0.5, weight_decay=0.1),
+                ),
+            ),
+        ),
+        OptimizerRow(
+            "adagrad",
+            "Adagrad",
+            "adaptive",
+            (
+                *_BASIC,
+                ("lr_decay", ("hp:lr_decay",)),
+                ("eps", ("hp:eps",)),
+                ("initial_accumulator_value", ("init:initial_accumulator_value",)),
+                *_MAXIMIZE,
+            ),
+            (
+                ("adagrad", dict(lr=0.1)),
+                ("adagrad-lr_decay", dict(lr=0.1, lr_decay=0.01)),
+                ("adagrad-initial_accumulator_value", dict(lr=0.1, initial_accumulator_value=0.5)),
+                ("adagrad-weight_decay-eps", dict(lr=0.1, weight_decay=0.1, eps=1e-8)),
+            ),
+        ),
+    )
+}
+
+LOSSES: dict[str, LossRow] = {
+    row.name: row
+    for row in (
+        LossRow("mse", "mse_loss", "MSELoss"),
+        LossRow("sse", "mse_loss", "MSELoss", reduction="sum", options=()),
+        LossRow("l1", "l1_loss", "L1Loss"),
+        LossRow("huber", "huber_loss", "HuberLoss", options=("reduction", "delta")),
+        LossRow("smooth_l1", "smooth_l1_loss", "SmoothL1Loss", options=("reduction", "beta")),
+        LossRow("bce", "binary_cross_entropy", "BCELoss", model="logistic"),
+        LossRow(
+            "bce_with_logits",
+            "binary_cross_entropy_with_logits",
+            "BCEWithLogitsLoss",
+            model="logits",
+        ),
+    )
+}
+
+MODELS: dict[str, ModelRow] = {
+    row.name: row
+    for row in (
+        ModelRow("linear", "linear", "predict"),
+        ModelRow("logistic", "logistic", "predict", torch_link="sigmoid"),
+        ModelRow("logits", "logistic", "logits"),
+    )
+}
+
+SCHEDULES: dict[str, ScheduleRow] = {
+    row.name: row
+    for row in (
+        ScheduleRow("StepLR", "StepLR", lambda epochs: dict(step_size=epochs // 3, gamma=0.5)),
+        ScheduleRow(
+            "MultiStepLR",
+            "MultiStepLR",
+            lambda epochs: dict(milestones=[epochs // 5, 3 * epochs // 5], gamma=0.3),
+        ),
+        ScheduleRow("ExponentialLR", "ExponentialLR", lambda epochs: dict(gamma=0.98)),
+        ScheduleRow(
+            "CosineAnnealingLR",
+            "CosineAnnealingLR",
+            lambda epochs: dict(T_max=epochs // 2, eta_min=1e-4),
+        ),
+        ScheduleRow(
+            "LinearLR",
+            "LinearLR",
+            lambda epochs: dict(start_factor=0.5, end_factor=1.0, total_iters=epochs // 2),
+        ),
+    )
+}
+
+
+def lookup(table: dict[str, Any], what: str, name: Any) -> Any:
+    """`table[name]`, or a `ValueError` listing the names parity knows."""
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"{what} must be one of {', '.join(table)}; got {name!r}") from None
+
+
+def torch_row(table: dict[str, Any], obj: Any) -> Any:
+    """The row whose torch class is `type(obj)` or its closest base class; None if none is.
+
+    A subclass of `torch.optim.SGD` is an SGD; `AdamW` (a subclass of `Adam` in torch) is
+    AdamW, because its own class is found first.
+    """
+    by_torch = {row.torch: row for row in table.values()}
+    for cls in type(obj).__mro__:
+        if cls.__name__ in by_torch and cls.__module__.startswith("torch."):
+            return by_torch[cls.__name__]
+    return None
