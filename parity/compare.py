@@ -9,7 +9,10 @@ The denominator is the quantity's own magnitude over the whole torch run, not it
 at step t: a parameter that passes through zero (or a loss that falls to ~0) would
 otherwise turn a rounding-level difference into an arbitrarily large "relative" one. A
 quantity that is zero all run long (scale 0) uses scale 1, i.e. the absolute deviation.
-A NaN/inf on one side only, or at a different place, is an infinite deviation.
+
+A NaN or inf never compares equal, to anything: wherever either side has one, the
+deviation is infinite, so a run in which both sides diverged fails (two ports that both
+blow up prove nothing about each other).
 
 The scenario passes when every quantity's max relative deviation is within the
 tolerance (`parity.tolerances`).
@@ -97,11 +100,12 @@ class Comparison:
     def summary(self) -> str:
         w = self.worst
         verdict = "PASS" if self.passed else "FAIL"
+        worst = w.abs_by_step[w.worst_step] if w.abs_by_step.size else 0.0
+        diverged = "; NaN or inf there (a side diverged)" if not np.isfinite(worst) else ""
         return (
             f"{self.name}: {verdict}: max rel deviation {self.max_rel:.3g} (tolerance "
             f"{self.tolerance.rtol:.3g}, {self.tolerance.name}), worst: {w.name} at step "
-            f"{w.worst_step} of {self.steps} (abs {w.abs_by_step[w.worst_step]:.3g}, "
-            f"scale {w.scale:.3g})"
+            f"{w.worst_step} of {self.steps} (abs {worst:.3g}, scale {w.scale:.3g}){diverged}"
         )
 
     def raise_if_failed(self) -> Comparison:
@@ -112,14 +116,12 @@ class Comparison:
 
 
 def _abs_dev(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(steps,) max over elements of |a - b|; inf where finiteness or NaN-ness differ."""
+    """(steps,) max over elements of |a - b|; inf where either side is NaN or inf."""
     a = a.reshape(a.shape[0], -1).astype(np.float64)
     b = b.reshape(b.shape[0], -1).astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         d = np.abs(a - b)
-    same_nonfinite = (~np.isfinite(a)) & (a == b) | (np.isnan(a) & np.isnan(b))
-    d = np.where(same_nonfinite, 0.0, d)
-    d = np.where(np.isnan(d), np.inf, d)
+    d = np.where(np.isfinite(a) & np.isfinite(b), d, np.inf)
     return d.max(axis=1) if d.shape[1] else np.zeros(d.shape[0])
 
 

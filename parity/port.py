@@ -11,9 +11,18 @@
     )
     print(cmp.summary()); cmp.raise_if_failed()
 
+Before training, `parity.arguments` checks the arguments and `parity.preflight` compares
+the two programs' set-up (optimizer and every hyperparameter, schedule, loss and
+reduction, dtypes): a difference raises `parity.preflight.SettingsError` (a `ValueError`)
+naming both values, since a short run can stay within tolerance with a wrong `eps` or
+`amsgrad`.
+
 The jax side starts from a copy of the torch model's parameters taken before training
 (`parity.interop.params_from_torch`), so both sides start from the same numbers; the
-torch model and optimizer are then trained in place.
+torch model and optimizer are then trained in place (`parity.programs.torch_loop`), the
+port by `parity.programs.jax_loop` on the same batches. float64 torch parameters turn
+JAX's x64 mode on for the call (`parity.precision.at_least`); float32 ones run in the
+caller's mode.
 """
 
 from __future__ import annotations
@@ -26,16 +35,14 @@ import numpy as np
 import torch
 
 import jaxreg as jr
+from parity import arguments, precision, preflight, vocab
 from parity.compare import Comparison, compare
 from parity.interop import find_linear, params_from_torch
 from parity.problem import dataloader_order
+from parity.programs import jax_loop, torch_loop
+from parity.runner import run_scenario
 from parity.scenario import Scenario, Trajectory
 from parity.tolerances import Tolerance, default_tolerance
-from parity.torch_side import single_threaded
-
-
-def _numpy(a: Any) -> np.ndarray:
-    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
 def _torch_names(model: torch.nn.Module, params: Any) -> dict[str, torch.Tensor]:
@@ -92,6 +99,7 @@ def verify(
     tolerance: Tolerance | float | None = None,
     name: str = "verify",
     data_path: Any = None,
+    check_settings: bool = True,
 ) -> Comparison:
     """Train a torch program and its jaxreg port from the same start; compare every step.
 
@@ -107,9 +115,9 @@ def verify(
       jax_loss_fn: `(params, x, y) -> scalar`, e.g.
         `jr.objective(jr.linear.predict, jr.losses.mse)`.
       jax_tx: the optax transformation, e.g. `jr.optim.sgd(lr=0.1)`.
-      x, y: the data (NumPy or torch), in the shapes the torch program uses.
-      steps: full batch: the number of updates. Or
-      epochs: passes over the data (with `batch_size`, required).
+      x, y: the data (NumPy or torch, floating point), in the shapes the torch program uses.
+      steps: full batch: the number of updates (>= 1). Or
+      epochs: passes over the data (>= 1; with `batch_size`, required).
       params: the jax starting parameters: `jr.linear.Params` (compared with the model's one
         `nn.Linear`) or a dict keyed by the model's `named_parameters()` names. Default: a
         copy of the model's `nn.Linear`, taken before training.
@@ -120,91 +128,105 @@ def verify(
         the jax side replays its order with `fit(order=...)`.
       torch_scheduler, jax_schedule: an `lr_scheduler` on `torch_optimizer` and the matching
         `jr.schedules` schedule, both stepped after each epoch.
-      tolerance: a `Tolerance` or a relative tolerance; default: `parity.tolerances`'s
+      tolerance: a `Tolerance` or a relative tolerance (>= 0); default: `parity.tolerances`'s
         bound for the parameters' dtype and the optimizer's family.
       name: a name for the summary.
+      check_settings: compare the optimizer's, schedule's and loss's settings before
+        training (see `parity.preflight`). False: for a port whose transformation parity
+        cannot read (an optax chain, `optax.adam`); the trajectories are still compared.
 
     Returns:
       A `Comparison`: `.passed`, `.max_abs`, `.max_rel`, `.deviations` (per quantity and
-      step), `.summary()`, `.raise_if_failed()`.
+      step), `.summary()`, `.raise_if_failed()`. A NaN or inf on either side fails it.
+
+    Raises:
+      TypeError, ValueError: a bad argument (named), before any work.
+      parity.preflight.SettingsError (a ValueError): the two programs are set up
+        differently (optimizer, hyperparameter, schedule, loss, reduction, dtype), before
+        any training.
     """
     if isinstance(torch_model, Scenario):
-        from parity.runner import run_scenario
-
         return run_scenario(torch_model, data_path=data_path).comparison
-    if torch_loss_fn is None or torch_optimizer is None or jax_loss_fn is None or jax_tx is None:
-        raise TypeError("verify needs torch_loss_fn, torch_optimizer, jax_loss_fn and jax_tx")
-    if x is None or y is None:
-        raise TypeError("verify needs the data x and y")
-    if batch_size is None:
-        if epochs is not None and steps is not None and epochs != steps:
-            raise ValueError("full batch: steps and epochs are the same thing; pass one")
-        epochs = steps if steps is not None else epochs
-    if epochs is None:
-        raise TypeError("verify needs steps= (full batch) or epochs= (mini-batches)")
-    if params is None:
-        params = params_from_torch(torch_model)
-    x_np, y_np = _numpy(x), _numpy(y)
-    xt, yt = torch.from_numpy(np.array(x_np)), torch.from_numpy(np.array(y_np))
-    named = _torch_names(torch_model, params)
-    order = None
-    if batch_size is not None and shuffle:
-        order = dataloader_order(len(x_np), batch_size, epochs, seed=seed, drop_last=drop_last)
-
-    # torch
-    start = time.perf_counter()
-    if batch_size is None:
-        loader = [(xt, yt)]
-    else:
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(xt, yt),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            generator=torch.Generator().manual_seed(seed),
-        )
-    losses, history = [], {k: [] for k in named}
-    with single_threaded():
-        for _ in range(epochs):
-            for xb, yb in loader:
-                torch_optimizer.zero_grad()
-                loss = torch_loss_fn(torch_model(xb), yb)
-                loss.backward()
-                torch_optimizer.step()
-                losses.append(loss.item())
-                for k, p in named.items():
-                    history[k].append(p.detach().cpu().numpy().copy())
-            if torch_scheduler is not None:
-                torch_scheduler.step()
-    t = Trajectory(
-        np.asarray(losses),
-        {k: np.stack(v) for k, v in history.items()},
-        time.perf_counter() - start,
-    )
-
-    # jax
-    start = time.perf_counter()
-    jx, jy = jax_data if jax_data is not None else (x_np, y_np)
-    res = jr.fit(
-        jax_loss_fn,
-        jax_tx,
-        params,
-        _numpy(jx),
-        _numpy(jy),
+    call = arguments.check_arguments(
+        torch_model=torch_model,
+        torch_loss_fn=torch_loss_fn,
+        torch_optimizer=torch_optimizer,
+        jax_loss_fn=jax_loss_fn,
+        jax_tx=jax_tx,
+        x=x,
+        y=y,
+        steps=steps,
         epochs=epochs,
+        jax_data=jax_data,
         batch_size=batch_size,
         shuffle=shuffle,
-        order=order,
+        seed=seed,
         drop_last=drop_last,
-        schedule=jax_schedule,
-        check_finite=False,
+        tolerance=tolerance,
+        name=name,
+        check_settings=check_settings,
     )
-    hist = jax.tree.map(np.asarray, _jax_names(res.history))
-    j = Trajectory(np.asarray(res.losses), hist, time.perf_counter() - start)
+    with precision.at_least(_dtype_of(torch_model)):
+        if params is None:
+            params = params_from_torch(torch_model)
+        named = _torch_names(torch_model, params)
+        dtype = preflight.check_dtypes(named, params, call)
+        row = vocab.torch_row(vocab.OPTIMIZERS, torch_optimizer)
+        if check_settings:
+            row = preflight.check_optimizer(torch_optimizer, jax_tx, params)
+            preflight.check_schedule(torch_scheduler, jax_schedule, torch_optimizer)
+            preflight.check_loss(torch_loss_fn, jax_loss_fn)
+        batches, order = _batches(call, batch_size, shuffle, seed, drop_last)
+        program = torch_loop.Program(
+            torch_model,
+            torch_loss_fn,
+            named,
+            torch_loop.OptimizerUpdate(torch_optimizer),
+            () if torch_scheduler is None else (torch_scheduler,),
+        )
+        t = torch_loop.run(program, batches, call.epochs)
+
+        start = time.perf_counter()
+        _, losses, history = jax_loop.run(
+            jax_loss_fn,
+            jax_tx,
+            params,
+            call.jax_x,
+            call.jax_y,
+            epochs=call.epochs,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            order=order,
+            drop_last=drop_last,
+            schedule=jax_schedule,
+        )
+        hist = jax.tree.map(np.asarray, _jax_names(history))
+        j = Trajectory(np.asarray(losses), hist, time.perf_counter() - start)
 
     if not isinstance(tolerance, Tolerance):
-        dtype = np.result_type(*(np.asarray(a).dtype for a in jax.tree.leaves(params)))
-        family = "sgd" if isinstance(torch_optimizer, torch.optim.SGD) else "adaptive"
-        base = default_tolerance(dtype.name, family)
+        # an optimizer parity has no row for (check_settings=False): the adaptive bound
+        base = default_tolerance(dtype.name, row.family if row is not None else "adaptive")
         tolerance = base if tolerance is None else Tolerance("user", float(tolerance), base.reason)
     return compare(name, t, j, tolerance)
+
+
+def _dtype_of(model: torch.nn.Module) -> np.dtype:
+    """The dtype of the model's first parameter (float32 for a model without any)."""
+    first = next(iter(model.parameters()), None)
+    return np.dtype(str(first.dtype).removeprefix("torch.")) if first is not None else np.float32
+
+
+def _batches(call: arguments.Call, batch_size, shuffle, seed, drop_last):
+    """The torch side's batches, and the row order the jax side replays (or None)."""
+    xt, yt = torch.from_numpy(np.array(call.x)), torch.from_numpy(np.array(call.y))
+    if batch_size is None:
+        return torch_loop.full_batch(xt, yt), None
+    loader = torch_loop.data_loader(
+        xt, yt, batch_size=batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last
+    )
+    order = None
+    if shuffle:
+        order = dataloader_order(
+            call.x.shape[0], batch_size, call.epochs, seed=seed, drop_last=drop_last
+        )
+    return torch_loop.loader_batches(loader), order

@@ -60,11 +60,39 @@ def test_all_zero_quantity_falls_back_to_absolute():
     assert c.deviations["w"].max_rel == pytest.approx(3e-7) and c.passed
 
 
-def test_nan_on_one_side_is_an_infinite_deviation_and_on_both_is_none():
-    t = _traj([1.0, np.nan], w=[[1.0], [np.inf]])
-    assert compare("both", t, t, TOL).passed
-    c = compare("one", t, _traj([1.0, 0.5], w=[[1.0], [2.0]]), TOL)
+NAN, INF = np.nan, np.inf
+
+
+# (torch's w, jax's w): every pair holds a NaN or an inf on one side or both, at step 1.
+# A non-finite value never compares equal, so each is an infinite deviation at that step.
+NON_FINITE = {
+    "NaN on both sides": ([1.0, NAN], [1.0, NAN]),
+    "inf on both sides": ([1.0, INF], [1.0, INF]),
+    "-inf on both sides": ([1.0, -INF], [1.0, -INF]),
+    "NaN against inf": ([1.0, NAN], [1.0, INF]),
+    "inf against -inf": ([1.0, INF], [1.0, -INF]),
+    "NaN on the torch side only": ([1.0, NAN], [1.0, 2.0]),
+    "inf on the jax side only": ([1.0, 2.0], [1.0, INF]),
+}
+
+
+@pytest.mark.parametrize(("torch_w", "jax_w"), NON_FINITE.values(), ids=NON_FINITE)
+def test_non_finite_values_never_compare_equal(torch_w, jax_w):
+    t = _traj([1.0, 0.5], w=[[v] for v in torch_w])
+    j = _traj([1.0, 0.5], w=[[v] for v in jax_w])
+    c = compare("diverged", t, j, TOL)
+    d = c.deviations["w"]
     assert not c.passed and c.max_rel == np.inf
+    assert d.abs_by_step.tolist() == [0.0, np.inf] and d.worst_step == 1
+    assert "NaN or inf" in c.summary()
+
+
+def test_a_nan_loss_on_both_sides_fails():
+    t = _traj([1.0, NAN], w=[[1.0], [1.0]])
+    c = compare("loss", t, t, TOL)
+    assert not c.passed and c.worst.name == "loss"
+    with pytest.raises(ParityError, match=r"worst: loss at step 1.*NaN or inf"):
+        c.raise_if_failed()
 
 
 def test_structural_mismatch_is_an_error_not_a_deviation():
