@@ -286,3 +286,16 @@ def test_two_threads_fitting_with_progress_see_their_own_bars(monkeypatch):
     for k in runs:
         np.testing.assert_array_equal(got[k].losses, want[k].losses)
     assert sorted((b.total, b.n) for b in _RecordingBar.made) == [(40, 40), (70, 70)]
+
+
+def test_bfloat16_params_train_as_a_make_step_loop_does():
+    """bfloat16 parameters (an AssertionError before): fit equals the same steps by hand."""
+    x, y = (a.astype(jnp.bfloat16) for a in _data())
+    p0 = _params(dtype=jnp.bfloat16)
+    res = jr.fit(MSE, jr.optim.sgd(0.1), p0, x, y, steps=4)
+    step, p, s = jr.make_step(MSE, jr.optim.sgd(0.1)), p0, jr.optim.sgd(0.1).init(p0)
+    for want in res.losses:
+        p, s, loss = step(p, s, x, y)
+        assert float(loss) == float(want)
+    assert res.params.weight.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(res.params.weight, p.weight)
