@@ -9,23 +9,31 @@ leaf's name, shape and dtype in tree order (`None` leaves such as `bias=None` in
 with shape and dtype `null`), and the tree structure as text (for people; loading
 rebuilds the structure from `like`).
 
-Files are read with `np.load(..., allow_pickle=False)`: loading never runs code.
+Writing goes through `jaxreg._files.atomic_write`: a regular file is replaced atomically
+(temporary file beside it, fsync, `os.replace`), keeping its permission bits; a symlink
+is followed and its target written; a character device or pipe (`/dev/null`) is written
+in place, never replaced; a directory, block device or socket is refused. A save killed
+outright leaves a temporary file named `.<name>.jaxreg-<hex>.tmp`, which the next save
+to the same path removes.
+
+Loading parses the archive itself (zip, then each `.npy` header) and checks every size
+against the file before reading: no pickle, no code run, and a damaged or crafted file
+gives a `ValueError` naming the file and what is wrong, never an allocation the file
+cannot back.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
-import zipfile
-import zlib
-from pathlib import Path
+from io import BytesIO
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxreg import _files, _npz
 
 FORMAT = "jaxreg.params"
 VERSION = 1
@@ -36,9 +44,11 @@ def save_params(path: str | os.PathLike, params: Any) -> None:
     """Write a pytree of arrays to `path` (exactly that name; no suffix is added).
 
     The write is atomic: the data goes to a temporary file in the same directory, which
-    is flushed, fsync'ed and then renamed over `path` (`os.replace`). A crash or an error
-    leaves either the old file or the new one, never a partial file, and no temporary
-    file behind.
+    is flushed, fsync'ed and then renamed over `path` (`os.replace`). An error leaves the
+    old file (or none) and no temporary file; a process killed mid-write leaves the old
+    file and a temporary file that the next save to `path` removes. The file keeps the
+    permission bits of the one it replaces. A symlink is followed (its target is
+    written); a character device or pipe (e.g. `/dev/null`) is written directly.
 
     Args:
       path: destination (`str` or `os.PathLike`); its directory must exist.
@@ -47,29 +57,17 @@ def save_params(path: str | os.PathLike, params: Any) -> None:
 
     Raises:
       TypeError: a leaf that is not numeric (e.g. a string or object array).
-      ValueError: two leaves with the same name (e.g. `{"a.b": x, "a": {"b": y}}`), or a
-        leaf named `"__jaxreg__"`.
+      ValueError: two leaves with the same name (e.g. `{"a.b": x, "a": {"b": y}}`), a
+        leaf named `"__jaxreg__"`, a name with a NUL byte or one that is not valid
+        Unicode, an empty `path`, or a `path` that is a block device, socket or other
+        special file. All are checked before anything is written.
+      IsADirectoryError: `path` is a directory.
       FileNotFoundError: the directory of `path` does not exist.
+      PermissionError: the file or its directory is not writable.
     """
-    path = Path(os.fspath(path))
     arrays, meta = _to_arrays(params)
-    directory = path.parent
-    if not directory.is_dir():
-        raise FileNotFoundError(f"save_params: directory {directory} does not exist")
-    tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    # O_EXCL: never reuse an existing file; mode 0o666 is narrowed by the umask as usual.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with open(fd, "wb") as f:
-            _write_npz(f, {_META: np.array(json.dumps(meta)), **arrays})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
+    with _files.atomic_write(path, who="save_params") as f:
+        _npz.write(f, {_META: np.array(json.dumps(meta)), **arrays})
 
 
 def load_params(path: str | os.PathLike, like: Any = None) -> Any:
@@ -87,11 +85,16 @@ def load_params(path: str | os.PathLike, like: Any = None) -> Any:
 
     Raises:
       FileNotFoundError: no file at `path`.
-      ValueError: not a `.npz` archive, one not written by `save_params`, an entry holding
-        pickled objects; with `like`: a name missing from the file or from `like`, a
-        shape or dtype that differs (the message names both).
+      ValueError: an empty `path`; a file that is not a `.npz` archive, one not written
+        by `save_params`, a damaged, truncated or crafted one (the message names the file
+        and what is wrong), an entry holding pickled objects; with `like`: a name
+        missing from the file or from `like`, a shape or dtype that differs (the
+        message names both).
+      OSError: `path` cannot be read (e.g. a directory, no permission).
     """
-    path = Path(os.fspath(path))
+    path = os.fsdecode(path)
+    if not path:
+        raise ValueError("load_params: the path is empty")
     saved = _read(path)
     if like is None:
         return saved
@@ -136,15 +139,6 @@ def load_params(path: str | os.PathLike, like: Any = None) -> Any:
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def _write_npz(f: Any, arrays: dict[str, np.ndarray]) -> None:
-    """What `np.savez` writes (a zip of .npy members), without its keyword arguments
-    (a leaf named "file" or "allow_pickle" would collide with them) and without pickle."""
-    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, arr in arrays.items():
-            with zf.open(name + ".npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, arr, allow_pickle=False)
-
-
 def _name(path: tuple) -> str:
     return jax.tree_util.keystr(path, simple=True, separator=".")
 
@@ -160,9 +154,7 @@ def _to_arrays(params: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     leaves, seen = [], set()
     for p, leaf in paths:
         name = _name(p)
-        if name in seen or name == _META:
-            why = "is reserved" if name == _META else "names two leaves"
-            raise ValueError(f"save_params: the name {name!r} {why}; rename the key")
+        _check_name(name, seen)
         seen.add(name)
         if leaf is None:
             leaves.append({"name": name, "shape": None, "dtype": None})
@@ -184,9 +176,27 @@ def _to_arrays(params: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return arrays, meta
 
 
+def _check_name(name: str, seen: set[str]) -> None:
+    """A leaf name that a zip member name and the metadata can hold, used once."""
+    why = None
+    if name in seen or name == _META:
+        why = "is reserved" if name == _META else "names two leaves"
+    elif "\0" in name:
+        why = "contains a NUL byte, which a zip entry name cannot hold"
+    elif not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            why = "is not valid Unicode (it has a lone surrogate)"
+    if why:
+        raise ValueError(f"save_params: the name {name!r} {why}; rename the key")
+
+
 def _is_ml_dtype(dtype: np.dtype) -> bool:
-    """bfloat16, float8_* and friends: NumPy stores them as raw bytes ("V" kind)."""
-    return dtype.kind == "V" and dtype.fields is None and _ml_dtype(dtype.name) == dtype
+    """bfloat16, float8_* and friends: NumPy stores them as raw bytes ("V" kind); not a
+    plain void or structured dtype."""
+    plain = dtype.kind != "V" or dtype.fields is not None or dtype.type is np.void
+    return not plain and _ml_dtype(dtype.name) == dtype
 
 
 def _ml_dtype(name: str) -> np.dtype | None:
@@ -196,7 +206,7 @@ def _ml_dtype(name: str) -> np.dtype | None:
         return None
 
 
-def _read(path: Path) -> dict[str, np.ndarray | None]:
+def _read(path: str) -> dict[str, np.ndarray | None]:
     """`{name: array or None}` in saved order, validated against the metadata."""
     try:
         f = open(path, "rb")  # closed by the `with f` below
@@ -207,84 +217,94 @@ def _read(path: Path) -> dict[str, np.ndarray | None]:
         if magic != b"PK\x03\x04":
             kind = " (a .npy array, not a .npz archive)" if magic == b"\x93NUM" else ""
             raise ValueError(f"{path} is not a .npz file{kind}; write it with save_params")
-        f.seek(0)
-        try:
-            with np.load(f, allow_pickle=False) as npz:
-                return _read_npz(path, npz)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
-            raise ValueError(f"{path}: corrupt or truncated .npz file ({e})") from None
+        if not f.seekable():  # a pipe: zip needs to seek
+            f = BytesIO(magic + f.read())
+        entries = _npz.entries(f, path)
+    return _decode(path, entries)
 
 
-def _read_npz(path: Path, npz: Any) -> dict[str, np.ndarray | None]:
-    files = list(npz.files)
-    if _META not in files:
+def _decode(path: str, entries: dict[str, bytes]) -> dict[str, np.ndarray | None]:
+    if _META not in entries:
         raise ValueError(
             f"{path} is an .npz archive but was not written by save_params (no {_META!r} "
-            f"entry; it holds {_names(files)}). Read it with np.load(path, allow_pickle=False)."
+            f"entry; it holds {_names(list(entries))}). Read it with "
+            "np.load(path, allow_pickle=False)."
         )
-    meta = _parse_meta(path, npz[_META])
-    names = [leaf["name"] for leaf in meta["leaves"] if leaf["dtype"] is not None]
-    if sorted(names) != sorted(n for n in files if n != _META):
+    leaves = _parse_meta(path, entries[_META])
+    names = [leaf["name"] for leaf in leaves if leaf["dtype"] is not None]
+    if sorted(names) != sorted(n for n in entries if n != _META):
         raise ValueError(
-            f"{path}: the archive's entries ({_names(files)}) do not match its metadata "
-            f"({_names(names)}); the file was modified or is corrupt"
+            f"{path}: the archive's entries ({_names(list(entries))}) do not match its "
+            f"metadata ({_names(names)}); the file was modified or is corrupt"
         )
     return {
-        leaf["name"]: None if leaf["dtype"] is None else _entry(path, npz, leaf)
-        for leaf in meta["leaves"]
+        leaf["name"]: None if leaf["dtype"] is None else _entry(path, entries[leaf["name"]], leaf)
+        for leaf in leaves
     }
 
 
-def _parse_meta(path: Path, entry: np.ndarray) -> dict[str, Any]:
-    bad = ValueError(f"{path}: the {_META!r} entry is not jaxreg metadata")
+def _parse_meta(path: str, data: bytes) -> list[dict[str, Any]]:
+    """The metadata's leaves, each checked to be `{"name": str, "shape", "dtype"}`."""
+    where = f"{path}: the {_META!r} entry is not jaxreg metadata"
+    text = _npz.array(data, _npz.header(data, f"{path}: entry {_META!r}"))
+    if text.dtype.kind != "U" or text.shape != ():
+        raise ValueError(f"{where} (it holds {text.dtype}{list(text.shape)}, not text)")
     try:
-        meta = json.loads(str(entry[()]))
-        if meta["format"] != FORMAT or not isinstance(meta["version"], int):
-            raise bad
-        if meta["version"] > VERSION:
-            raise ValueError(
-                f"{path} uses format version {meta['version']}; this jaxreg reads up to "
-                f"{VERSION}. Upgrade jaxreg."
-            )
-        if not all(set(leaf) == {"name", "shape", "dtype"} for leaf in meta["leaves"]):
-            raise bad
-    except (TypeError, KeyError, IndexError, json.JSONDecodeError):
-        raise bad from None
-    return meta
+        meta = json.loads(str(text[()]))
+    except (ValueError, RecursionError) as e:  # also: nested too deep, a 5000-digit number
+        raise ValueError(f"{where} (not valid JSON: {type(e).__name__}: {e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{where} (no format {FORMAT!r})")
+    version = meta.get("version")
+    if type(version) is not int or version < 1:
+        raise ValueError(f"{where} (version {version!r} is not a positive integer)")
+    if version > VERSION:
+        raise ValueError(
+            f"{path} uses format version {version}; this jaxreg reads up to {VERSION}. "
+            "Upgrade jaxreg."
+        )
+    leaves = meta.get("leaves")
+    if not isinstance(leaves, list):
+        raise ValueError(f"{where} ('leaves' is not a list)")
+    for i, leaf in enumerate(leaves):
+        problem = _leaf_problem(leaf)
+        if problem:
+            raise ValueError(f"{where} (leaf {i}: {problem})")
+    if len({leaf["name"] for leaf in leaves}) != len(leaves):
+        raise ValueError(f"{where} (two leaves have the same name)")
+    return leaves
 
 
-def _entry(path: Path, npz: Any, leaf: dict[str, Any]) -> np.ndarray:
+def _leaf_problem(leaf: Any) -> str | None:
+    """What is wrong with one leaf's metadata, or None."""
+    if not isinstance(leaf, dict) or set(leaf) != {"name", "shape", "dtype"}:
+        return "not an object with exactly name, shape and dtype"
+    if not isinstance(leaf["name"], str):
+        return f"name {leaf['name']!r} is not a string"
+    if leaf["dtype"] is None or leaf["shape"] is None:
+        return None if leaf["dtype"] is leaf["shape"] is None else "only one of shape, dtype null"
+    if not isinstance(leaf["dtype"], str):
+        return f"dtype {leaf['dtype']!r} is not a string"
+    shape = leaf["shape"]
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        return f"shape {shape!r} is not a list of non-negative integers"
+    return None
+
+
+def _entry(path: str, data: bytes, leaf: dict[str, Any]) -> np.ndarray:
+    """One leaf's array, its dtype and shape checked against the metadata."""
     name = leaf["name"]
-    try:
-        arr = npz[name]
-    except ValueError as e:
-        if "pickle" not in str(e):
-            raise ValueError(f"{path}: entry {name!r} is corrupt ({e})") from None
-        raise ValueError(
-            f"{path}: entry {name!r} holds Python objects, which only pickle can load; "
-            "refusing (jaxreg files hold numeric arrays only)"
-        ) from None
-    if arr.dtype.kind == "V" and leaf["dtype"] != arr.dtype.name:
+    where = f"{path}: entry {name!r}"
+    header = _npz.header(data, where)
+    shape, dtype = header[0], header[2]
+    if dtype.kind == "V" and dtype.fields is None and leaf["dtype"] != dtype.name:
         ml = _ml_dtype(leaf["dtype"])  # e.g. bfloat16, stored as raw 2-byte records
-        if ml is not None and ml.itemsize == arr.dtype.itemsize:
-            arr = arr.view(ml)
-    if list(arr.shape) != leaf["shape"] or arr.dtype.name != leaf["dtype"]:
+        if ml is not None and _is_ml_dtype(ml) and ml.itemsize == dtype.itemsize:
+            dtype = ml
+    numeric = dtype.kind in "biufc" or _is_ml_dtype(dtype)
+    if list(shape) != leaf["shape"] or dtype.name != leaf["dtype"] or not numeric:
         raise ValueError(
-            f"{path}: entry {name!r} is {arr.dtype}{list(arr.shape)} but the metadata says "
+            f"{where} is {dtype}{list(shape)} but the metadata says "
             f"{leaf['dtype']}{leaf['shape']}; the file was modified or is corrupt"
         )
-    return arr
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories can't be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return _npz.array(data, header, dtype)

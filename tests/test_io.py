@@ -186,6 +186,14 @@ def test_names_that_are_np_savez_keywords_are_fine(tmp_path):
     assert_trees_equal(io.load_params(tmp_path / "p.npz", like=tree), tree)
 
 
+@pytest.mark.parametrize("key", ["a/", "/", "..", "a\\b", "ü", "\n", " ", "a.npy", "x/../y"])
+def test_unusual_names_round_trip(tmp_path, key):
+    tree = {key: W, "other": B}
+    io.save_params(tmp_path / "p.npz", tree)
+    assert list(io.load_params(tmp_path / "p.npz")) == sorted(tree)  # jax sorts dict keys
+    assert_trees_equal(io.load_params(tmp_path / "p.npz", like=tree), tree)
+
+
 def test_save_replaces_an_existing_file(tmp_path):
     path = tmp_path / "p.npz"
     io.save_params(path, Params(W, B))
@@ -201,6 +209,10 @@ def test_save_replaces_an_existing_file(tmp_path):
         ({"a": np.array([object()])}, TypeError, "no pickle"),
         ({"a.b": W, "a": {"b": W}}, ValueError, "'a.b' names two leaves"),
         ({"__jaxreg__": W}, ValueError, "reserved"),
+        ({"a\0b": W}, ValueError, "NUL byte"),
+        ({"ok": W, "b\ud800": W}, ValueError, "not valid Unicode"),
+        ({"a": np.zeros(2, "V16")}, TypeError, "'a' has dtype"),
+        ({"a": np.zeros(2, "f8,i4")}, TypeError, "'a' has dtype"),
     ],
 )
 def test_unsavable_trees_are_refused_before_writing(tmp_path, tree, error, match):
