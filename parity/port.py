@@ -127,7 +127,8 @@ def verify(
         y), batch_size, shuffle, generator=torch.Generator().manual_seed(seed), drop_last)`;
         the jax side replays its order with `fit(order=...)`.
       torch_scheduler, jax_schedule: an `lr_scheduler` on `torch_optimizer` and the matching
-        `jr.schedules` schedule, both stepped after each epoch.
+        `jr.schedules` schedule, both stepped after each epoch; or after every batch, when
+        `jax_schedule` is `jr.schedules.per_batch(schedule)`.
       tolerance: a `Tolerance` or a relative tolerance (>= 0); default: `parity.tolerances`'s
         bound for the parameters' dtype and the optimizer's family.
       name: a name for the summary.
@@ -177,12 +178,15 @@ def verify(
             preflight.check_schedule(torch_scheduler, jax_schedule, torch_optimizer)
             preflight.check_loss(torch_loss_fn, jax_loss_fn)
         batches, order = _batches(call, batch_size, shuffle, seed, drop_last)
+        schedulers = () if torch_scheduler is None else (torch_scheduler,)
+        per_batch = preflight.interval(jax_schedule)[1] == "batch"
         program = torch_loop.Program(
             torch_model,
             torch_loss_fn,
             named,
             torch_loop.OptimizerUpdate(torch_optimizer),
-            () if torch_scheduler is None else (torch_scheduler,),
+            schedulers=() if per_batch else schedulers,
+            batch_schedulers=schedulers if per_batch else (),
         )
         t = torch_loop.run(program, batches, call.epochs)
 

@@ -230,8 +230,20 @@ def _schedule_value(value: Any) -> Any:
     return value
 
 
+def interval(jax_schedule: Any) -> tuple[Any, str]:
+    """(the schedule itself, "epoch"), or for a wrapper such as `jr.schedules.per_batch(s)`,
+    (`s`, the wrapper's interval: "batch", when torch steps its scheduler)."""
+    for row in vocab.SCHEDULE_WRAPPERS.values():
+        if type(jax_schedule) is row.jax():
+            return jax_schedule.schedule, row.interval
+    return jax_schedule, "epoch"
+
+
 def check_schedule(torch_scheduler: Any, jax_schedule: Any, torch_optimizer: Any) -> None:
     """Both or neither; the same class and arguments; a fresh scheduler on torch_optimizer.
+
+    A per-batch jax schedule (`jr.schedules.per_batch(s)`) is compared by the schedule it
+    wraps: the torch scheduler is then stepped after every batch (`parity.verify`).
 
     Raises:
       SettingsError: naming what differs.
@@ -246,6 +258,7 @@ def check_schedule(torch_scheduler: Any, jax_schedule: Any, torch_optimizer: Any
             f"verify: torch_scheduler is {theirs} but jax_schedule is {ours}; pass both (the "
             "same schedule on each side) or neither"
         )
+    jax_schedule, _ = interval(jax_schedule)
     trow = vocab.torch_row(vocab.SCHEDULES, torch_scheduler)
     jrow = next((r for r in vocab.SCHEDULES.values() if type(jax_schedule) is r.jax()), None)
     if trow is None:

@@ -6,7 +6,8 @@ from the rows, the torch side builds `torch.optim.<row.torch>` and `F.<row.torch
 side `jr.optim.<row.name>` and `jr.losses.<row.name>`, and `parity.verify` reads the rows
 to compare a torch optimizer's settings with a jaxreg transformation's before training.
 Adding an optimizer to parity is one `OptimizerRow`; `tests/test_parity_vocab.py` fails
-while a `jr.optim` optimizer, `jr.losses` loss or `jr.schedules` schedule has no row.
+while a `jr.optim` optimizer, `jr.losses` loss or `jr.schedules` schedule (or schedule
+wrapper, such as `per_batch`) has no row.
 
 Builders are looked up by name when called, not at import, so that a test can replace
 `jaxreg.linear.predict` (or a torch class) and watch a comparison fail. torch is imported
@@ -155,6 +156,26 @@ class ScheduleRow:
         import torch
 
         return getattr(torch.optim.lr_scheduler, self.torch)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleWrapperRow:
+    """A jaxreg wrapper that changes when a schedule steps, not what it computes.
+
+    torch has no class for it: the torch loop steps its scheduler at another point.
+
+    Attributes:
+      name: the `jaxreg.schedules` class (it holds the wrapped schedule as `.schedule`).
+      builder: the `jaxreg.schedules` function that builds it.
+      interval: when torch steps the scheduler: "batch" (after every optimizer step).
+    """
+
+    name: str
+    builder: str
+    interval: str
+
+    def jax(self) -> type:
+        return getattr(jr.schedules, self.name)
 
 
 def _identity(z: Any) -> Any:
@@ -314,12 +335,9 @@ SCHEDULES: dict[str, ScheduleRow] = {
 }
 
 
-def lookup(table: dict[str, Any], what: str, name: Any) -> Any:
-    """`table[name]`, or a `ValueError` listing the names parity knows."""
-    try:
-        return table[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"{what} must be one of {', '.join(table)}; got {name!r}") from None
+SCHEDULE_WRAPPERS: dict[str, ScheduleWrapperRow] = {
+    row.name: row for row in (ScheduleWrapperRow("PerBatch", "per_batch", "batch"),)
+}
 
 
 def torch_row(table: dict[str, Any], obj: Any) -> Any:

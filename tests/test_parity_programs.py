@@ -83,6 +83,29 @@ def test_schedulers_step_after_every_epoch_and_batches_follow_the_loader():
     assert run.params["weight"].shape == (9, 1, 1) and run.params["bias"].shape == (9, 1)
 
 
+def test_batch_schedulers_step_after_every_update():
+    x = torch.arange(10.0, dtype=torch.float64)[:, None]
+    layer = torch.nn.Linear(1, 1).double()
+    opt = torch.optim.SGD(layer.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    seen_lrs = []
+
+    def loss_fn(h, t):
+        seen_lrs.append(opt.param_groups[0]["lr"])
+        return torch.nn.functional.mse_loss(h, t)
+
+    loader = torch_loop.data_loader(x, 2 * x, batch_size=5, shuffle=False, seed=0, drop_last=False)
+    program = torch_loop.Program(
+        layer,
+        loss_fn,
+        dict(layer.named_parameters()),
+        torch_loop.OptimizerUpdate(opt),
+        batch_schedulers=(sched,),
+    )
+    assert len(list(torch_loop.records(program, torch_loop.loader_batches(loader), 3))) == 6
+    assert seen_lrs == [0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025]
+
+
 def test_run_restores_torchs_thread_count():
     before = torch.get_num_threads()
     torch_loop.run(_line_program(torch_loop.OptimizerUpdate), torch_loop.full_batch(X, Y), 2)
@@ -129,6 +152,29 @@ def test_fit_and_the_make_step_loop_follow_the_same_trajectory():
     np.testing.assert_allclose(l1, l2, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(h1.weight), np.asarray(h2.weight), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(p1.weight), np.asarray(h2.weight)[-1], rtol=1e-12)
+
+
+def test_a_per_batch_schedule_in_both_jax_loops():
+    loss_fn, params, x, y = _jax_problem()
+    runs = [
+        jax_loop.run(
+            loss_fn,
+            jr.optim.sgd(lr=0.1),
+            params,
+            x,
+            y,
+            epochs=3,
+            batch_size=4,
+            shuffle=False,
+            schedule=jr.schedules.per_batch(jr.schedules.StepLR(2, 0.5)),
+            base_lr=0.1,
+            loop=loop,
+        )
+        for loop in jax_loop.LOOPS
+    ]
+    (_, l1, h1), (_, l2, h2) = runs
+    np.testing.assert_allclose(l1, l2, rtol=1e-12)  # the bound of the test above
+    np.testing.assert_allclose(np.asarray(h1.weight), np.asarray(h2.weight), rtol=1e-12)
 
 
 def test_jax_loop_errors():

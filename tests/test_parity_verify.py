@@ -45,6 +45,21 @@ def test_a_faithful_port_passes():
     assert cmp.raise_if_failed() is cmp
 
 
+def test_a_per_batch_schedule_steps_the_torch_scheduler_after_every_batch():
+    x, y = _data(50)
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = LS.StepLR(opt, step_size=3, gamma=0.5)
+    args = (model, F.mse_loss, opt, MSE, jr.optim.sgd(lr=0.05, momentum=0.9), x, y)
+    kw = dict(epochs=4, batch_size=16, seed=1, torch_scheduler=sched)
+    cmp = parity.verify(
+        *args, **kw, jax_schedule=jr.schedules.per_batch(jr.schedules.StepLR(3, 0.5))
+    )
+    assert cmp.steps == 16 and cmp.passed, cmp.summary()
+    assert sched.last_epoch == 16  # stepped once per batch
+    assert opt.param_groups[0]["lr"] == 0.05 * 0.5**5
+
+
 def test_minibatches_and_schedule_float32():
     x, y = _data(50, np.float32)
     model = _model(torch.float32)
@@ -249,6 +264,15 @@ WRONG_PORTS = {
             "jax_schedule": jr.schedules.MultiStepLR([2, 6], 0.5),
         },
         r"milestones: torch \[2, 5\], jaxreg \[2, 6\]",
+    ),
+    "per-batch schedule arguments": (
+        lambda p: torch.optim.SGD(p, lr=0.1),
+        jr.optim.sgd(lr=0.1),
+        {
+            "schedule": (LS.StepLR, dict(step_size=3, gamma=0.5)),
+            "jax_schedule": jr.schedules.per_batch(jr.schedules.StepLR(3, 0.1)),
+        },
+        r"gamma: torch 0.5, jaxreg 0.1",
     ),
     "loss function": (
         lambda p: torch.optim.SGD(p, lr=0.1),

@@ -70,7 +70,7 @@ def missing(jaxreg_names: set[str], table: dict) -> tuple[list[str], list[str]]:
     [
         ("optimizer", jaxreg_optimizers, vocab.OPTIMIZERS),
         ("loss", jaxreg_losses, vocab.LOSSES),
-        ("schedule", jaxreg_schedules, vocab.SCHEDULES),
+        ("schedule", jaxreg_schedules, {**vocab.SCHEDULES, **vocab.SCHEDULE_WRAPPERS}),
     ],
 )
 def test_every_jaxreg_name_has_a_row_and_every_row_a_jaxreg_name(what, found, table):
@@ -155,6 +155,15 @@ def test_schedule_row_example_is_accepted_by_both_and_compares_equal(row):
         assert hasattr(theirs, field.name), field.name
     preflight.check_schedule(theirs, ours, opt)  # raises on any difference
     assert vocab.torch_row(vocab.SCHEDULES, theirs) is row
+
+
+@pytest.mark.parametrize("row", vocab.SCHEDULE_WRAPPERS.values(), ids=lambda r: r.name)
+def test_schedule_wrapper_row_builds_its_class(row):
+    inner = jr.schedules.StepLR(2, 0.5)
+    wrapped = getattr(jr.schedules, row.builder)(inner)
+    assert type(wrapped) is row.jax() and wrapped.interval == row.interval
+    assert preflight.interval(wrapped) == (inner, row.interval)
+    assert preflight.interval(inner) == (inner, "epoch")
 
 
 @pytest.mark.parametrize("row", vocab.MODELS.values(), ids=lambda r: r.name)

@@ -40,7 +40,8 @@ def run(
       loss_fn, tx, params, x, y: as `jr.fit` takes them.
       epochs: passes over the data (full batch: updates).
       batch_size, shuffle, order, drop_last: mini-batches, as `jr.fit` takes them.
-      schedule: a `jr.schedules` schedule, stepped per epoch.
+      schedule: a `jr.schedules` schedule, stepped per epoch (per update when its
+        `interval` is "batch": `jr.schedules.per_batch(...)`).
       base_lr: the learning rate the schedule starts from, as the Python float torch
         holds (needed by the "make_step" loop; `fit` reads it from `tx`).
       loop: "fit" (the whole run as one compiled program) or "make_step".
@@ -72,7 +73,8 @@ def run(
 
 def _step_loop(loss_fn, tx, params, x, y, epochs, batch_size, order, drop_last, schedule, base_lr):
     """The run as a Python loop over `jr.make_step`, the way a port of a torch loop reads:
-    the same batches as the DataLoader, `jr.optim.set_lr` where torch's scheduler steps.
+    the same batches as the DataLoader, `jr.optim.set_lr` where torch's scheduler steps
+    (before each epoch, or before each update for a per-batch schedule).
 
     This is parity's only mini-batch slicing (the rows of `order[epoch]`, `batch_size` at
     a time, the last batch shorter unless `drop_last`); it is to become a public jaxreg
@@ -82,16 +84,20 @@ def _step_loop(loss_fn, tx, params, x, y, epochs, batch_size, order, drop_last, 
     state = tx.init(params)
     if schedule is not None and base_lr is None:
         raise ValueError("the make_step loop needs base_lr to apply a schedule")
-    lrs = None if schedule is None else schedule.lrs(base_lr, epochs)
     n = x.shape[0]
     size = batch_size or n
     stop = n - n % size if drop_last else n
+    per_batch = getattr(schedule, "interval", "epoch") == "batch"
+    count = epochs * len(range(0, stop, size)) if per_batch else epochs
+    lrs = None if schedule is None else schedule.lrs(base_lr, count)
     losses, history = [], []
     for epoch in range(epochs):
-        if lrs is not None:
+        if lrs is not None and not per_batch:
             state = jr.optim.set_lr(state, lrs[epoch])
         rows = order[epoch] if order is not None else np.arange(n)
         for start in range(0, stop, size):
+            if lrs is not None and per_batch:
+                state = jr.optim.set_lr(state, lrs[len(losses)])
             idx = rows[start : start + size]
             xb, yb = (x, y) if size == n else (x[idx], y[idx])
             params, state, loss = step(params, state, xb, yb)

@@ -8,6 +8,7 @@
             loss.backward()
             update.step()                           # optimizer.step(), or a hand-written one
             yield StepRecord(...)                   # loss before, parameters after the update
+            for s in batch_schedulers: s.step()
         for s in schedulers: s.step()
 
 `forward` is any callable (an `nn.Module`, or a closure over plain tensors); `params` names
@@ -107,6 +108,7 @@ class Program:
       update: an `OptimizerUpdate`, `DataUpdate` or `NoGradUpdate` (anything with
         `zero_grad()`, `step()` and `set_lr(lr)`).
       schedulers: stepped after every epoch, in order (torch `lr_scheduler`s).
+      batch_schedulers: stepped after every update (a scheduler stepped in the batch loop).
     """
 
     forward: Callable[[torch.Tensor], torch.Tensor]
@@ -114,6 +116,7 @@ class Program:
     params: Mapping[str, torch.Tensor]
     update: Any
     schedulers: Sequence[Any] = ()
+    batch_schedulers: Sequence[Any] = ()
 
 
 def records(
@@ -145,6 +148,8 @@ def records(
             program.update.step()
             params = {k: p.detach().cpu().numpy().copy() for k, p in program.params.items()}
             yield StepRecord(epoch, i, loss.item(), params, grads)
+            for scheduler in program.batch_schedulers:
+                scheduler.step()
         for scheduler in program.schedulers:
             scheduler.step()
 
