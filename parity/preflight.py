@@ -1,4 +1,4 @@
-"""`parity.verify`'s checks before any training: the arguments, then torch against the port.
+"""`parity.verify`'s checks before any training: the torch program's set-up against the port's.
 
 A short run can stay within tolerance although the port is wrong: Adam with `amsgrad=True`
 against `amsgrad=False`, `eps` 1e-8 against 1e-6, `weight_decay` 1e-4 against 0 all move a
@@ -181,12 +181,12 @@ def check_optimizer(
             "cannot be compared with torch's. Pass check_settings=False to compare the "
             "trajectories only."
         ) from None
-    ours, theirs = _kind(state), _kind(row.jax()().init(params))
-    if ours is not theirs:
+    port_kind, row_kind = _kind(state), _kind(row.jax()().init(params))
+    if port_kind is not row_kind:
         raise SettingsError(
             f"verify: torch_optimizer is torch.optim.{type(torch_optimizer).__name__} but "
-            f"jax_tx is not jaxreg's {row.name} (its state is a {ours.__name__}, "
-            f"{row.name}'s a {theirs.__name__}); port it with jr.optim.{row.name}, or pass "
+            f"jax_tx is not jaxreg's {row.name} (its state is a {port_kind.__name__}, "
+            f"{row.name}'s a {row_kind.__name__}); port it with jr.optim.{row.name}, or pass "
             "check_settings=False to compare the trajectories only"
         )
     torch_settings = _group_settings(torch_optimizer)
