@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 import jaxreg as jr
+from jaxreg.loop.batches import batch_indices
 
 LOOPS = ("fit", "make_step")
 
@@ -76,9 +77,9 @@ def _step_loop(loss_fn, tx, params, x, y, epochs, batch_size, order, drop_last, 
     the same batches as the DataLoader, `jr.optim.set_lr` where torch's scheduler steps
     (before each epoch, or before each update for a per-batch schedule).
 
-    This is parity's only mini-batch slicing (the rows of `order[epoch]`, `batch_size` at
-    a time, the last batch shorter unless `drop_last`); it is to become a public jaxreg
-    function, which `fit` uses too.
+    The batches are jaxreg's own (`jaxreg.loop.batches.batch_indices`: the rows of
+    `order[epoch]`, `batch_size` at a time, the last batch shorter unless `drop_last`), the
+    one definition of a `DataLoader`'s batches that `fit`'s compiled loop follows too.
     """
     step = jr.make_step(loss_fn, tx)
     state = tx.init(params)
@@ -86,19 +87,18 @@ def _step_loop(loss_fn, tx, params, x, y, epochs, batch_size, order, drop_last, 
         raise ValueError("the make_step loop needs base_lr to apply a schedule")
     n = x.shape[0]
     size = batch_size or n
-    stop = n - n % size if drop_last else n
     per_batch = getattr(schedule, "interval", "epoch") == "batch"
-    count = epochs * len(range(0, stop, size)) if per_batch else epochs
+    per_epoch = len(list(batch_indices(n, size, drop_last=drop_last)))
+    count = epochs * per_epoch if per_batch else epochs
     lrs = None if schedule is None else schedule.lrs(base_lr, count)
     losses, history = [], []
     for epoch in range(epochs):
         if lrs is not None and not per_batch:
             state = jr.optim.set_lr(state, lrs[epoch])
-        rows = order[epoch] if order is not None else np.arange(n)
-        for start in range(0, stop, size):
+        rows = order[epoch] if order is not None else None
+        for idx in batch_indices(n, size, order=rows, drop_last=drop_last):
             if lrs is not None and per_batch:
                 state = jr.optim.set_lr(state, lrs[len(losses)])
-            idx = rows[start : start + size]
             xb, yb = (x, y) if size == n else (x[idx], y[idx])
             params, state, loss = step(params, state, xb, yb)
             losses.append(float(loss))
