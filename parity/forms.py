@@ -18,6 +18,8 @@ import dataclasses
 
 import numpy as np
 
+from jaxreg.linear import Params
+
 
 @dataclasses.dataclass(frozen=True)
 class Form:
@@ -40,8 +42,6 @@ class Form:
 
     def to_params(self, params: dict[str, np.ndarray]):
         """{torch name: array} -> `jr.linear.Params` (a reshape, exact). NumPy in, NumPy out."""
-        from jaxreg.linear import Params
-
         w = np.asarray(params[self.weight])
         if self.layout == "flat":
             w = w[..., None, :]

@@ -78,7 +78,15 @@ def _function_imports(tree: ast.Module):
                 if isinstance(node, ast.Import):
                     yield node.lineno, [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom):
-                    yield node.lineno, [node.module or ""]
+                    # `from parity import torch_side` imports parity.torch_side
+                    base = node.module or ""
+                    yield (
+                        node.lineno,
+                        [
+                            f"{base}.{a.name}" if _is_module(f"{base}.{a.name}") else base
+                            for a in node.names
+                        ],
+                    )
 
 
 @pytest.mark.parametrize("path", _modules(*PACKAGES), ids=_rel)
