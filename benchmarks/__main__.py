@@ -10,6 +10,11 @@ Each row: the median time per training step with its interquartile range, steps 
 second, the ratio to the torch eager loop measured in the same run, the one-off cost of
 the first call (compilation), and for the large problems the share of the one-read floor
 (bytes of X / the read bandwidth measured at the start of the run).
+
+Every option is checked before anything runs (a bad value, an output path that cannot be
+written, a plot format matplotlib cannot write: exit status 2). Output files are written
+atomically. Exit status 74: an output could not be written; 141: standard output closed
+early (`| head`).
 """
 
 from __future__ import annotations
@@ -22,8 +27,14 @@ import platform
 import sys
 import traceback
 
-from benchmarks import cases, roofline
+import jax
+import jaxlib
+import numpy as np
+
+import jaxreg
+from benchmarks import cases, plot, roofline
 from benchmarks.timing import measure
+from jaxreg import cli, files
 
 TORCH_EAGER = "torch eager"
 
@@ -37,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {"meta": meta, "skipped": "no GPU", "rows": [], "many": [], "targets": []}
         _write(results, args)
         return 0
-    sizes = args.sizes.split(",")
-    problems = cases.problems(sizes, smoke=args.smoke)
+    problems = cases.problems(args.sizes, smoke=args.smoke)
     floors = {}
     # The floor first, before any JAX work on large arrays (see roofline.py).
     for p in problems:
@@ -313,23 +323,69 @@ def targets(results: dict) -> list[dict]:
 # ----------------------------------------------------------------------------- setup
 
 
+def _sizes(text: str) -> list[str]:
+    """argparse `type=` for `--sizes`: known size names, each once."""
+    sizes = [s.strip() for s in text.split(",")]
+    unknown = [s for s in sizes if s not in cases.SIZES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown size {unknown[0]!r} in {text!r}; choose from {', '.join(cases.SIZES)}"
+        )
+    if len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"{text!r} names a size twice")
+    return sizes
+
+
+def _only(text: str) -> str:
+    """argparse `type=` for `--only`: a part of at least one backend's name."""
+    if not any(text in name for name in cases.BACKENDS if name != TORCH_EAGER):
+        names = ", ".join(n for n in cases.BACKENDS if n != TORCH_EAGER)
+        raise argparse.ArgumentTypeError(f"{text!r} is in no backend's name ({names})")
+    return text
+
+
+def _plot_file(path: str) -> str:
+    """argparse `type=` for `--plot`: a writable path in a format matplotlib writes."""
+    try:
+        plot.image_format(path)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return cli.output_file(path)
+
+
 def _parse(argv):
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (a few minutes)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for tests)")
-    ap.add_argument("--json", metavar="FILE", help="write all results as JSON")
-    ap.add_argument("--plot", metavar="FILE.png", help="steps/s vs size, one line per backend")
-    ap.add_argument("--markdown", metavar="FILE.md", help="write the results table")
+    ap.add_argument(
+        "--json", metavar="FILE", type=cli.output_file, help="write all results as JSON"
+    )
+    ap.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        type=_plot_file,
+        help="steps/s vs size, one line per backend (format from the suffix: png, pdf, svg, ...)",
+    )
+    ap.add_argument(
+        "--markdown", metavar="FILE.md", type=cli.output_file, help="write the results table"
+    )
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     ap.add_argument(
-        "--sizes", default="tutorial,middle,large", help="comma-separated: tutorial, middle, large"
+        "--sizes",
+        type=_sizes,
+        default=",".join(cases.SIZES),
+        help=f"comma-separated: {', '.join(cases.SIZES)}",
     )
-    ap.add_argument("--only", help="only backends whose name contains this (torch eager always)")
+    ap.add_argument(
+        "--only",
+        type=_only,
+        help="only backends whose name contains this (torch eager always)",
+    )
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--no-many", action="store_true", help="skip the many-models benchmark")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.sizes = "tutorial,middle"
+        args.sizes = ["tutorial", "middle"]
         args.no_compile = True  # torch.compile's first call alone takes many seconds
     return args
 
@@ -339,12 +395,7 @@ def _torch_device(device: str) -> str:
 
 
 def _meta(args) -> dict:
-    import jax
-    import jaxlib
-    import numpy as np
     import torch
-
-    import jaxreg
 
     gpu = {
         "torch": bool(torch.cuda.is_available()),
@@ -387,20 +438,20 @@ def _cpu_name() -> str:
 
 
 def _write(results: dict, args) -> None:
+    """The requested output files, each written atomically."""
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        with cli.writing("--json", args.json):
+            files.write_bytes(args.json, json.dumps(results, indent=1).encode())
         print(f"wrote {args.json}")
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(markdown(results) + "\n")
+        with cli.writing("--markdown", args.markdown):
+            files.write_bytes(args.markdown, (markdown(results) + "\n").encode())
         print(f"wrote {args.markdown}")
     if args.plot and results["rows"]:
-        from benchmarks.plot import plot
-
-        plot(results, args.plot)
+        with cli.writing("--plot", args.plot):
+            plot.plot(results, args.plot)
         print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, "python -m benchmarks"))

@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 
+import jaxreg as jr
 from benchmarks.timing import jax_sync, torch_sync
+from jaxreg.many import fit_many
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +44,17 @@ class Problem:
         return self.n * self.d * 4
 
 
+SIZES = ("tutorial", "middle", "large")
+
+
 def problems(sizes: list[str], smoke: bool = False) -> list[Problem]:
-    """The benchmark's problems; `smoke` shrinks everything to run in seconds."""
+    """The benchmark's problems; `smoke` shrinks everything to run in seconds.
+
+    Raises ValueError for a size that is not one of `SIZES` (never an empty list).
+    """
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        raise ValueError(f"unknown problem size {unknown[0]!r}; choose from {', '.join(SIZES)}")
     out = []
     table = {
         "tutorial": [(3, 1, 1000, 100), (100, 3, 1000, 100), (2000, 1, 1000, 50)],
@@ -170,10 +182,6 @@ def torch_compiled(p: Problem, data: Data, device: str) -> Runner:
 
 
 def _jax_setup(p: Problem, data: Data, device: str):
-    import jax
-
-    import jaxreg as jr
-
     dev = _jax_device(device)
     x = jax.device_put(data.x, dev)
     y = jax.device_put(data.y, dev)
@@ -187,8 +195,6 @@ def _jax_setup(p: Problem, data: Data, device: str):
 
 
 def _jax_device(device: str):
-    import jax
-
     if device == "gpu":
         gpus = [d for d in jax.devices() if d.platform == "gpu"]
         if not gpus:
@@ -263,11 +269,6 @@ def many_data(mp: ManyProblem, seed: int = 0):
 
 def many_jax(mp: ManyProblem, data, device: str) -> Runner:
     """`jr.many.fit_many`: the whole call, all models, per step."""
-    import jax
-
-    import jaxreg as jr
-    from jaxreg.many import fit_many
-
     dev = _jax_device(device)
     x, y, w0, b0 = (jax.device_put(a, dev) for a in data)
     params = jr.linear.Params(w0, b0)

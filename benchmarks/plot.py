@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from jaxreg import files
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """The format `plot` writes `path` in: its suffix (png without one), if matplotlib
+    can write it. Raises ValueError naming the formats it can write."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(path).suffix.lower().removeprefix(".")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    fmt = suffix or "png"
+    if fmt not in formats:
+        raise ValueError(
+            f"{os.fspath(path)}: matplotlib cannot write .{fmt} files; use one of "
+            + ", ".join(f".{f}" for f in sorted(formats))
+        )
+    return fmt
 
 
 def plot(results: dict, path: str | Path) -> None:
+    """The figure, written atomically to `path` in the format its suffix names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,5 +57,6 @@ def plot(results: dict, path: str | Path) -> None:
     meta = results["meta"]
     fig.suptitle(f"{meta['device']} - {meta['date']}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with files.atomic_write(path, who="plot") as f:
+        fig.savefig(f, format=image_format(path), dpi=110)
     plt.close(fig)

@@ -16,6 +16,7 @@ import struct
 import zipfile
 import zlib
 from io import BytesIO
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -37,10 +38,12 @@ _ZIP_ERRORS = (
 )
 # What a damaged `.npy` header makes NumPy's header parser raise.
 _HEADER_ERRORS = (ValueError, TypeError, OverflowError, SyntaxError, RecursionError, KeyError)
-_READ_HEADER = {
-    (1, 0): np.lib.format.read_array_header_1_0,
-    (2, 0): np.lib.format.read_array_header_2_0,
-}
+_READ_HEADER = MappingProxyType(
+    {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+)
 
 
 def write(f: Any, arrays: dict[str, np.ndarray]) -> None:

@@ -9,7 +9,7 @@ leaf's name, shape and dtype in tree order (`None` leaves such as `bias=None` in
 with shape and dtype `null`), and the tree structure as text (for people; loading
 rebuilds the structure from `like`).
 
-Writing goes through `jaxreg._files.atomic_write`: a regular file is replaced atomically
+Writing goes through `jaxreg.files.atomic_write`: a regular file is replaced atomically
 (temporary file beside it, fsync, `os.replace`), keeping its permission bits; a symlink
 is followed and its target written; a character device or pipe (`/dev/null`) is written
 in place, never replaced; a directory, block device or socket is refused. A save killed
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreg import _files, _npz
+from jaxreg import _npz, files
 
 FORMAT = "jaxreg.params"
 VERSION = 1
@@ -66,7 +66,7 @@ def save_params(path: str | os.PathLike, params: Any) -> None:
       PermissionError: the file or its directory is not writable.
     """
     arrays, meta = _to_arrays(params)
-    with _files.atomic_write(path, who="save_params") as f:
+    with files.atomic_write(path, who="save_params") as f:
         _npz.write(f, {_META: np.array(json.dumps(meta)), **arrays})
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxreg import files
 from parity.compare import format_float
 from parity.forms import FORMS, line_of
 from parity.runner import Result
@@ -117,11 +118,10 @@ def _cell(x) -> str:
 
 
 def write_json(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(list(rows), indent=2) + "\n")
-    os.replace(tmp, path)
+    """The rows as a JSON list, written atomically (`jaxreg.files.atomic_write`: a
+    symlink's target, a device or pipe in place; the directory must exist)."""
+    data = (json.dumps(list(rows), indent=2) + "\n").encode()
+    files.write_bytes(path, data, who="write_json")
 
 
 def _file_name(name: str) -> str:
@@ -136,7 +136,7 @@ def write_report(
     Each figure shows torch's and jax's loss and parameter trajectories overlaid (torch
     solid, jax dashed), the relative deviation of every quantity after every step against
     the tolerance, and, for the one-feature tutorials, the data and both fitted lines (or
-    sigmoid curves) as the tutorials plot them.
+    sigmoid curves) as the tutorials plot them. Each file is written atomically.
     """
     import matplotlib
 
@@ -154,7 +154,8 @@ def write_report(
     for res in results:
         fig = _figure(plt, res)
         fname = _file_name(res.scenario.name)
-        fig.savefig(out / fname, dpi=80)
+        with files.atomic_write(out / fname, who="write_report") as f:
+            fig.savefig(f, format="png", dpi=80)
         plt.close(fig)
         c = res.comparison
         md += [f"## {res.scenario.name}", "", f"- {res.scenario.note or res.scenario.describe()}"]
@@ -162,7 +163,7 @@ def write_report(
         if "torch_pred_shape" in res.torch.meta:
             md.append(f"- torch's prediction shape: {res.torch.meta['torch_pred_shape']}")
         md += ["", f"![{res.scenario.name}]({fname})", ""]
-    (out / "summary.md").write_text("\n".join(md))
+    files.write_bytes(out / "summary.md", "\n".join(md).encode(), who="write_report")
     return out / "summary.md"
 
 

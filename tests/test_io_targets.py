@@ -1,4 +1,4 @@
-"""What `save_params` (and every results file, via `jaxreg._files`) writes to.
+"""What `save_params` (and every results file, via `jaxreg.files`) writes to.
 
 A symlink's target, never the link; a device or pipe in place, never replaced by a file;
 the old file's mode (and owner); nothing at all for a path it refuses; and no temporary
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxreg import _files, io
+from jaxreg import files, io
 from jaxreg.linear import Params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +200,7 @@ def test_a_killed_saves_temporary_file_is_removed_by_the_next_save(tmp_path):
         [sys.executable, "-c", KILLED_SAVE, str(path)], cwd=ROOT, capture_output=True
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
-    leftovers = _files.temporary_names(str(tmp_path), "p.npz")
+    leftovers = files.temporary_names(str(tmp_path), "p.npz")
     assert len(leftovers) == 1 and (tmp_path / leftovers[0]).stat().st_size > 500_000
     assert_loads(path, OLD)  # the old file is intact
     io.save_params(path, NEW)

@@ -70,16 +70,21 @@ def test_json_and_report(tmp_path):
     assert "t5c-real-nn-linear-manual-f32" in summary and "float32-sgd" in summary
     pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
     assert len(pngs) == 3
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == sorted(["summary.md", *pngs])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "report"]  # no temp files
 
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys, monkeypatch):
     missing = tmp_path / "nope.csv"
-    assert cli.main(["--only", "t5a-*", "--data", str(missing)]) == 2
-    err = capsys.readouterr().err
-    assert str(missing) in err and "--data" in err and "JAXREG_PARITY_DATA" in err
+    with pytest.raises(SystemExit) as info:  # --data is checked with the other options
+        cli.main(["--only", "t5a-*", "--data", str(missing)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m parity: error: argument --data: ") and str(missing) in err
     monkeypatch.setenv("JAXREG_PARITY_DATA", str(missing))
     assert cli.main(["--only", "t5a-*-f64"]) == 2
-    assert str(missing) in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert str(missing) in err and "--data" in err and "JAXREG_PARITY_DATA" in err
 
 
 def test_data_path_default_and_override(tmp_path, monkeypatch):
