@@ -61,6 +61,12 @@ def deep(n: int) -> str:
     )
 
 
+def with_leaf(path: Path, entry: bytes | None = None, **changes) -> None:
+    """An archive of one leaf "w": META's leaf with `changes`, holding `entry` (W's .npy)."""
+    leaf = {**META["leaves"][0], **changes}
+    archive(path, with_meta(leaves(leaf), w=npy(W) if entry is None else entry))
+
+
 def duplicate_entries(path: Path) -> None:
     archive(path, with_meta(META, w=npy(W)))
     with warnings.catch_warnings(), zipfile.ZipFile(path, "a") as z:
@@ -80,30 +86,12 @@ CRAFTED = {
         "leaf 0: not an object",
     ),
     "nested-100000-deep": (lambda p: archive(p, with_meta(deep(100_000), w=npy(W))), "JSON"),
-    "numeric-leaf-name": (
-        lambda p: archive(p, with_meta(leaves({"name": 5, "shape": [2, 3], "dtype": "float32"}))),
-        "name 5 is not a string",
-    ),
-    "shape-of-strings": (
-        lambda p: archive(p, with_meta(leaves(dict(META["leaves"][0], shape=["2"])), w=npy(W))),
-        "non-negative integers",
-    ),
-    "negative-shape": (
-        lambda p: archive(p, with_meta(leaves(dict(META["leaves"][0], shape=[-2])), w=npy(W))),
-        "non-negative integers",
-    ),
-    "boolean-shape": (
-        lambda p: archive(p, with_meta(leaves(dict(META["leaves"][0], shape=[True])), w=npy(W))),
-        "non-negative integers",
-    ),
-    "dtype-not-a-string": (
-        lambda p: archive(p, with_meta(leaves(dict(META["leaves"][0], dtype=4)), w=npy(W))),
-        "dtype 4 is not a string",
-    ),
-    "null-shape-only": (
-        lambda p: archive(p, with_meta(leaves(dict(META["leaves"][0], shape=None)), w=npy(W))),
-        "only one of shape, dtype null",
-    ),
+    "numeric-leaf-name": (lambda p: with_leaf(p, name=5), "name 5 is not a string"),
+    "shape-of-strings": (lambda p: with_leaf(p, shape=["2"]), "non-negative integers"),
+    "negative-shape": (lambda p: with_leaf(p, shape=[-2]), "non-negative integers"),
+    "boolean-shape": (lambda p: with_leaf(p, shape=[True]), "non-negative integers"),
+    "dtype-not-a-string": (lambda p: with_leaf(p, dtype=4), "dtype 4 is not a string"),
+    "null-shape-only": (lambda p: with_leaf(p, shape=None), "only one of shape, dtype null"),
     "version-a-string": (
         lambda p: archive(p, with_meta(dict(META, version="1"), w=npy(W))),
         "not a positive integer",
@@ -126,13 +114,7 @@ CRAFTED = {
         "not text",
     ),
     "10**13-elements": (
-        lambda p: archive(
-            p,
-            with_meta(
-                leaves({"name": "w", "shape": [10**13], "dtype": "float64"}),
-                w=npy_declaring([10**13]),
-            ),
-        ),
+        lambda p: with_leaf(p, npy_declaring([10**13]), shape=[10**13], dtype="float64"),
         r"declares float64\[10000000000000\].*holds 16 bytes",
     ),
     "10**13-element-metadata": (
@@ -144,23 +126,11 @@ CRAFTED = {
         r"declares <U0\[10000000000000\]",
     ),
     "void-entry": (
-        lambda p: archive(
-            p,
-            with_meta(
-                leaves({"name": "w", "shape": [3], "dtype": "void16"}),
-                w=npy(np.zeros(3, "V16")),
-            ),
-        ),
+        lambda p: with_leaf(p, npy(np.zeros(3, "V16")), shape=[3], dtype="void16"),
         "modified or is corrupt",
     ),
     "structured-entry": (
-        lambda p: archive(
-            p,
-            with_meta(
-                leaves({"name": "w", "shape": [2], "dtype": "void12"}),
-                w=npy(np.zeros(2, "f8,i4")),
-            ),
-        ),
+        lambda p: with_leaf(p, npy(np.zeros(2, "f8,i4")), shape=[2], dtype="void12"),
         "modified or is corrupt",
     ),
     "compressed-entry": (
