@@ -81,7 +81,6 @@ def _resolve(path: str | os.PathLike, who: str | None) -> tuple[str, bool]:
     if st is not None and _is_stream(st.st_mode):
         _check_access(text, where)
         return text, True
-    target = os.path.realpath(text)
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(f"{where}: it is a directory")
     if st is not None and not stat.S_ISREG(st.st_mode):
@@ -89,6 +88,7 @@ def _resolve(path: str | os.PathLike, who: str | None) -> tuple[str, bool]:
             f"{where}: it is a {_kind(st.st_mode)}; only regular files, character devices "
             "(such as /dev/null) and pipes are written"
         )
+    target = os.path.realpath(text)  # a new file, or an existing regular one
     if st is not None:
         _check_access(target, where)
     check_directory(os.path.dirname(target), where)
