@@ -183,3 +183,8 @@ def test_help_says_how_jobs_are_capped(capsys):
         parity_cli.parse_args(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "capped at the usable CPUs" in help_text and "number of selected scenarios" in help_text
+
+
+def test_benchmark_problems_refuse_an_unknown_size_instead_of_running_none():
+    with pytest.raises(ValueError, match="unknown problem size 'bogus'"):
+        bench.cases.problems(["tutorial", "bogus"])
