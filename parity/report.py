@@ -19,6 +19,7 @@ from jaxreg import files
 from parity.compare import format_float
 from parity.forms import FORMS, line_of
 from parity.runner import Result
+from parity.tolerances import describe_all, tolerance_for
 
 COLUMNS = (
     "scenario",
@@ -67,7 +68,6 @@ def row(result: Result) -> dict[str, Any]:
 
 def error_row(scenario, error: BaseException) -> dict[str, Any]:
     """The JSON object of a scenario that raised instead of producing a trajectory."""
-    from parity.tolerances import tolerance_for
 
     return {
         "name": scenario.name,
@@ -142,8 +142,6 @@ def write_report(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from parity.tolerances import describe_all
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
