@@ -3,8 +3,9 @@
 `fit`, `make_step` and `fit_many` accept a `Dataset` wherever they take `x, y`; given
 arrays they build one. Build it yourself when you call `fit` many times on the same data:
 the checks (shapes, non-empty, real numbers, finite, the target range a loss needs) then
-run once, and the conversion to each parameter dtype happens once. Everything cached is
-held by the `Dataset` value, nothing by the library.
+run once, and the conversion to each parameter dtype happens once, as do the least-squares
+statistics a full-batch mse fit trains from (`statistics`, `jaxreg.gradients.gram`).
+Everything cached is held by the `Dataset` value, nothing by the library.
 
 What is accepted: NumPy arrays, jax arrays, nested lists, and torch tensors (converted on
 the host with `.detach().cpu().numpy()`; torch is never imported). Integer and bool data
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreg import _checks
+from jaxreg.gradients import gram
 
 __all__ = ["Dataset", "as_dataset"]
 
@@ -55,6 +57,7 @@ class Dataset:
         self.x, self.y = x, y
         self._converted: dict[Any, tuple[Any, Any]] = {}
         self._ranges_checked: set[tuple[float, float]] = set()
+        self._statistics: dict[tuple[Any, bool], gram.Statistics] = {}
 
     @property
     def n(self) -> int:
@@ -71,6 +74,18 @@ class Dataset:
         if got is None:
             got = (_convert("x", self.x, dtype), _convert("y", self.y, dtype))
             self._converted[dtype] = got
+        return got
+
+    def statistics(self, dtype: Any, *, bias: bool) -> gram.Statistics:
+        """The least-squares `jaxreg.gradients.gram.Statistics` of (x, y) as float `dtype`
+        (X'X, X'y, ... in one pass over the rows), computed once per dtype and `bias` (the
+        reference point: least squares with or without an intercept)."""
+        key = (np.dtype(dtype), bool(bias))
+        got = self._statistics.get(key)
+        if got is None:
+            x, y = self.arrays(dtype)
+            got = gram.statistics(x, y, bias=bool(bias))
+            self._statistics[key] = got
         return got
 
     def check_target_range(self, low: float, high: float, *, loss: str) -> None:

@@ -20,6 +20,7 @@ import optax
 
 from jaxreg import _checks, gradients, optim
 from jaxreg.dataset import Dataset, as_dataset
+from jaxreg.gradients import gram as gram_path
 from jaxreg.loop import program
 from jaxreg.loop.batches import epoch_permutation
 from jaxreg.loop.progress import Bar
@@ -70,6 +71,7 @@ def fit(
     record_history: bool = True,
     check_finite: bool = True,
     progress: bool | int = False,
+    gram: bool | str = "auto",
 ) -> FitResult:
     """Train with `tx` for many steps, the whole loop compiled into one XLA program.
 
@@ -102,6 +104,16 @@ def fit(
       check_finite: raise `DivergenceError` naming the first step whose loss is NaN/inf.
       progress: show a progress bar (tqdm) for this call; an int gives the number of
         updates of the bar (default 100). The loop then runs in that many chunks.
+      gram: "auto", True or False. Train a full-batch mse/sse (mean or sum) fit of a linear
+        model from sufficient statistics of (x, y) (X'X, X'y, ...; scikit-learn's
+        `precompute`): computed once per `Dataset` and dtype, then each step costs
+        O(out d²) instead of O(n d out) (`jaxreg.gradients.gram`). The loss is then a sum of
+        precomputed terms, equal to the direct `mean((x W' + b - y)²)` up to an error that
+        grows with the conditioning of x (`gram.error_bound`). "auto": only in float64,
+        when that estimate is at most 1e-11 relative and the fit is large enough to pay
+        for it. True: always where it applies (a `ValueError` naming why where it does
+        not: mini-batches, per-sample weights, other losses or models, dict params; a
+        `PrecisionWarning` where the estimate exceeds 1e-11, e.g. in float32). False: never.
 
     Returns:
       `FitResult(params, opt_state, losses, history)`.
@@ -126,7 +138,15 @@ def fit(
     opt_state = tx.init(params) if opt_state is None else optim.adopt(tx, params, opt_state)
     spec, lrs = _schedule(schedule, tx, opt_state, spec, dtype)
     _check_memory(spec, params, dtype)
-    run = _Run(objective, tx, spec, xd, yd, order_arr, key_arr, lrs, gradients.backend_of(xd, yd))
+    backend = gradients.backend_of(xd, yd)
+    stats = gram_path.choose(
+        gram, objective, params, data, dtype, full_batch=spec.mode == "full", steps=spec.steps
+    )
+    if stats is None:
+        run = _Run(objective, tx, spec, xd, yd, order_arr, key_arr, lrs, backend)
+    else:  # the loop takes the statistics in place of (x, y)
+        objective_s = gram_path.FromStatistics(objective)
+        run = _Run(objective_s, tx, spec, stats, None, order_arr, key_arr, lrs, backend)
     params_out, state_out, losses, history = run.all(params, opt_state, every)
     if check_finite:
         check_losses(losses, spec, params_out, objective, data, dtype, params, history)

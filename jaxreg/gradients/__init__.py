@@ -23,7 +23,7 @@ from typing import Any
 
 import jax
 
-from jaxreg.gradients import plain, xla_cpu
+from jaxreg.gradients import gram, plain, xla_cpu
 
 __all__ = ["Formulation", "backend_of", "pack_carry", "select"]
 
@@ -48,8 +48,11 @@ def select(objective: Any, params: Any, x: Any, y: Any, *, backend: str) -> Form
     """The formulation for this objective, these shapes and this backend ("cpu", "gpu", ...).
 
     Reads only static information (shapes, dtypes, the objective's declaration), so it can
-    run at trace time or at the boundary.
+    run at trace time or at the boundary. Given `gram.Statistics` in place of x (a
+    full-batch least-squares fit, `jaxreg.fit(gram=...)`), the statistics formulation.
     """
+    if isinstance(x, gram.Statistics):
+        return Formulation("gram", gram.value_and_grad)
     if backend == "cpu":
         name = xla_cpu.plan(objective, params, x, y)
         if name is not None:
