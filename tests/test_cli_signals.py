@@ -64,8 +64,13 @@ def wait_for(condition, seconds: float) -> bool:
     return condition()
 
 
-def default_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # even if the test runner ignores it
+# `python -m parity` with Python's own Ctrl-C handler, even if the test runner ignores
+# SIGINT (a child inherits an ignored signal). Set in the child's own code, not with
+# `preexec_fn`: forking a process that has started JAX's threads is unsafe (JAX warns).
+PARITY_WITH_SIGINT = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('parity', run_name='__main__', alter_sys=True)"
+)
 
 
 @pytest.mark.parametrize(
@@ -79,13 +84,12 @@ def default_sigint():
 )
 def test_stopping_parity_stops_its_workers(signum, to_group, status):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parity", "-j", "2", "--only", "m-*"],
+        [sys.executable, "-c", PARITY_WITH_SIGINT, "-j", "2", "--only", "m-*"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=default_sigint,
     )
     try:
         busy = wait_for(lambda: sum(map(is_busy_worker, children(proc.pid))) == 2, START_S)
