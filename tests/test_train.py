@@ -395,3 +395,145 @@ def test_fit_schedule_matches_torch_stepping_per_epoch():
         res.params.weight, model.weight.detach().numpy(), rtol=TORCH_F64_RTOL
     )
     np.testing.assert_allclose(res.params.bias, model.bias.detach().numpy(), rtol=TORCH_F64_RTOL)
+
+
+def _minibatch_loop(loss_fn, tx, params, x, y, orders, batch_size, *, drop_last, schedule=None):
+    """Reference: a Python loop over `jr.make_step` on the batches of each epoch's order
+    (`batch_indices`, the rows a torch DataLoader yields), `set_lr` where torch's
+    scheduler would step (before each epoch, or before each update when per batch)."""
+    step = jr.make_step(loss_fn, tx)
+    state = tx.init(params)
+    n = x.shape[0]
+    per_epoch = len(list(jr.loop.batches.batch_indices(n, batch_size, drop_last=drop_last)))
+    per_batch = schedule is not None and schedule.interval == "batch"
+    lr0 = jr.optim.hyperparams_of(tx)["lr"]
+    count = len(orders) * (per_epoch if per_batch else 1)
+    lrs = None if schedule is None else schedule.lrs(lr0, count)
+    losses, history = [], []
+    for epoch, order in enumerate(orders):
+        if lrs is not None and not per_batch:
+            state = jr.optim.set_lr(state, lrs[epoch])
+        for idx in jr.loop.batches.batch_indices(n, batch_size, order=order, drop_last=drop_last):
+            if lrs is not None and per_batch:
+                state = jr.optim.set_lr(state, lrs[len(losses)])
+            params, state, loss = step(params, state, x[idx], y[idx])
+            losses.append(float(loss))
+            history.append(params)
+    return np.array(losses), jax.tree.map(lambda *a: jnp.stack(a), *history)
+
+
+def _key_orders(key, epochs, n):
+    """The documented order of a shuffled fit, epoch by epoch (jax.random.permutation)."""
+    return [np.asarray(jr.fitting.epoch_permutation(key, e, n)) for e in range(epochs)]
+
+
+# n < 1024 shuffles with XLA's sort, n >= 1024 with the host sort (`shuffle_on_host`); both
+# with a smaller last batch, dropped, and a batch larger than the data.
+@pytest.mark.parametrize(
+    ("n", "batch_size", "drop_last"),
+    [(9, 4, False), (9, 4, True), (1100, 256, False), (1100, 256, True), (1100, 2000, False)],
+)
+def test_fit_shuffled_minibatches_equal_a_step_loop(n, batch_size, drop_last):
+    x, y = _data(n=n, seed=2)
+    key = jax.random.key(8)
+    tx = jr.optim.sgd(lr=0.05, momentum=0.5)
+    res = jr.fit(
+        MSE, tx, _params(), x, y, epochs=3, batch_size=batch_size, key=key, drop_last=drop_last
+    )
+    orders = _key_orders(key, 3, n)
+    ref_losses, ref_hist = _minibatch_loop(
+        MSE, tx, _params(), x, y, orders, batch_size, drop_last=drop_last
+    )
+    np.testing.assert_allclose(res.losses, ref_losses, rtol=LOOP_VS_STEPS_RTOL)
+    _assert_close_tree(res.history, ref_hist, LOOP_VS_STEPS_RTOL)
+
+
+@pytest.mark.parametrize("interval", ["epoch", "batch"])
+@pytest.mark.parametrize("mode", ["key", "order", "sequential"])
+def test_fit_minibatch_schedule_equals_a_step_loop(mode, interval):
+    n, bs, epochs = 1100, 256, 3
+    x, y = _data(n=n, seed=3)
+    schedule = jr.schedules.StepLR(step_size=2, gamma=0.5)
+    if interval == "batch":
+        schedule = jr.schedules.per_batch(schedule)
+    tx = jr.optim.sgd(lr=0.05, momentum=0.9)
+    key = jax.random.key(1)
+    rng = np.random.default_rng(4)
+    orders = {
+        "key": _key_orders(key, epochs, n),
+        "order": [rng.permutation(n) for _ in range(epochs)],
+        "sequential": [np.arange(n)] * epochs,
+    }[mode]
+    kwargs = {
+        "key": {"key": key},
+        "order": {"order": np.stack(orders)},
+        "sequential": {"shuffle": False},
+    }[mode]
+    res = jr.fit(
+        MSE, tx, _params(), x, y, epochs=epochs, batch_size=bs, schedule=schedule, **kwargs
+    )
+    ref_losses, ref_hist = _minibatch_loop(
+        MSE, tx, _params(), x, y, orders, bs, drop_last=False, schedule=schedule
+    )
+    np.testing.assert_allclose(res.losses, ref_losses, rtol=LOOP_VS_STEPS_RTOL)
+    _assert_close_tree(res.history, ref_hist, LOOP_VS_STEPS_RTOL)
+
+
+@pytest.mark.parametrize("n", [9, 1100])
+@pytest.mark.parametrize("mode", ["key", "order"])
+def test_fit_epoch_order_does_not_depend_on_progress_chunks(mode, n):
+    # With progress= the loop runs in chunks of epochs, each from its `epoch0`: epoch e
+    # must see the same rows and learning rate as in one run, bit for bit.
+    x, y = _data(n=n, seed=5)
+    epochs, bs = 7, 4 if n < 100 else 256
+    kwargs = (
+        {"key": jax.random.key(6)}
+        if mode == "key"
+        else {"order": np.stack([np.random.default_rng(e).permutation(n) for e in range(epochs)])}
+    )
+    tx = jr.optim.sgd(lr=0.02, momentum=0.5)
+    schedule = jr.schedules.per_batch(jr.schedules.ExponentialLR(gamma=0.99))
+
+    def run(**more):
+        return jr.fit(
+            MSE,
+            tx,
+            _params(),
+            x,
+            y,
+            epochs=epochs,
+            batch_size=bs,
+            schedule=schedule,
+            **kwargs,
+            **more,
+        )
+
+    whole, chunked = run(), run(progress=3)  # chunks of 3, 3 and 1 epochs
+    np.testing.assert_array_equal(chunked.losses, whole.losses)
+    _assert_close_tree(chunked.history, whole.history, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fit_replayed_order_trains_on_the_rows_that_slicing_gives(dtype):
+    # order= gathers each batch's rows inside the step; training on the same rows laid
+    # out in that order (sequential slices) is the same arithmetic: bit for bit.
+    n, bs = 1100, 256
+    x, y = _data(n=n, seed=7, dtype=dtype)
+    o = np.random.default_rng(8).permutation(n)
+    p0 = _params(dtype=dtype)
+    tx = jr.optim.sgd(lr=0.05)
+    gathered = jr.fit(MSE, tx, p0, x, y, epochs=1, batch_size=bs, order=o[None])
+    sliced = jr.fit(MSE, tx, p0, x[o], y[o], epochs=1, batch_size=bs, shuffle=False)
+    np.testing.assert_array_equal(gathered.losses, sliced.losses)
+    _assert_close_tree(gathered.history, sliced.history, rtol=0)
+
+
+def test_fit_shuffled_minibatches_do_not_recompile_for_a_new_key():
+    x, y = _data(n=1100)
+    loss = CountingLoss()
+    tx = optax.sgd(0.01)
+    first = jr.fit(loss, tx, _params(), x, y, epochs=2, batch_size=256, key=0)
+    traced = loss.traces
+    second = jr.fit(loss, tx, _params(), x, y, epochs=2, batch_size=256, key=jax.random.key(1))
+    assert loss.traces == traced
+    assert not np.array_equal(first.losses, second.losses)  # ... and another order ran

@@ -4,10 +4,15 @@ and for Python loops (`batch_indices`, used by `parity` to replay the same batch
 torch equivalent: `DataLoader(TensorDataset(x, y), batch_size, shuffle, drop_last)`: the
 rows of epoch e in order `order[e]`, cut into `n // batch_size` full batches and, unless
 `drop_last`, one smaller last batch.
+
+The compiled loop takes each batch's rows inside its step (`batch_rows`): a slice of the
+data in order, or a gather of `batch_size` rows named by a slice of the epoch's order. The
+permuted data is never materialized, so an epoch needs the data plus O(n) memory.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,37 +21,108 @@ import numpy as np
 
 from jaxreg.loop.spec import LoopSpec
 
-__all__ = ["batch_indices", "epoch_batches", "epoch_permutation", "epoch_rows"]
+__all__ = [
+    "HOST_SORT_MIN_N",
+    "batch_indices",
+    "batch_rows",
+    "epoch_permutation",
+    "epoch_rows",
+    "shuffle_on_host",
+]
+
+# From this many rows up, the CPU backend sorts a shuffle's random keys with NumPy on the
+# host (`epoch_permutation(..., on_host=True)`): the callback costs ~0.1 ms an epoch, XLA:CPU's
+# sort-based permutation 0.09 ms at n = 512, 0.16 ms at 1024, ~0.6 s at 1e6 (NumPy: ~30 ms;
+# benchmarks/NOTES.md, "mini-batch epoch").
+HOST_SORT_MIN_N = 1024
+
+_UINT32_MAX = np.iinfo(np.uint32).max
+_LITTLE_ENDIAN = np.little_endian
+_MAX_HOST_N = 2**32  # the host sort packs a position into 32 bits
 
 
-def epoch_permutation(key: jax.Array, epoch: Any, n: int) -> jax.Array:
-    """The row order of epoch `epoch` in a shuffled fit: `permutation(fold_in(key, epoch), n)`."""
-    return jax.random.permutation(jax.random.fold_in(key, epoch), n)
+def epoch_permutation(key: jax.Array, epoch: Any, n: int, *, on_host: bool = False) -> jax.Array:
+    """The row order of epoch `epoch` in a shuffled fit.
+
+    Always `jax.random.permutation(jax.random.fold_in(key, epoch), n)`, array for array:
+    that is the definition, and `fit(..., key=key)` trains on exactly these rows.
+
+    Args:
+      key: a `jax.random.key` (or a raw uint32 (2,) key).
+      epoch: the epoch's index (an int or a traced int scalar).
+      n: rows in the data set.
+      on_host: compute the same permutation with its sorts done by NumPy on the host (a
+        `jax.pure_callback`): the same array, much faster on XLA:CPU for large n (whose
+        sort is slow), slower on an accelerator (`shuffle_on_host` says which to use).
+
+    Returns:
+      (n,) integers (jax's default int dtype), a permutation of 0..n-1.
+    """
+    key = jax.random.fold_in(key, epoch)
+    if not on_host:
+        return jax.random.permutation(key, n)
+    return _permutation_on_host(key, n)
 
 
-def epoch_rows(spec: LoopSpec, n: int, epoch: Any, order: Any, key: Any):
+def shuffle_on_host(backend: str, n: int) -> bool:
+    """Whether the loop's shuffle of n rows sorts on the host (`epoch_permutation`'s
+    `on_host`): on the CPU backend, from `HOST_SORT_MIN_N` rows up."""
+    return backend == "cpu" and HOST_SORT_MIN_N <= n <= _MAX_HOST_N
+
+
+def _permutation_on_host(key: jax.Array, n: int) -> jax.Array:
+    """`jax.random.permutation(key, n)` with its sorts done on the host.
+
+    jax's algorithm (`jax._src.random._shuffle`): `rounds` times, split the key, draw n
+    uint32 random keys and stable-sort the current order by them. A stable sort by key
+    is a sort of the distinct uint64 values `key << 32 | position`; NumPy sorts those
+    with SIMD. The random bits are drawn by jax with the same calls, so the result is
+    the same array (tests/test_batches.py checks it against `jax.random.permutation`).
+    """
+    if n > _MAX_HOST_N:
+        raise ValueError(f"on_host=True sorts at most 2**32 rows, got n={n}")
+    rounds = int(np.ceil(3 * np.log(max(1, n)) / np.log(_UINT32_MAX)))
+    bits = []
+    for _ in range(rounds):
+        key, subkey = jax.random.split(key)
+        bits.append(jax.random.bits(subkey, (n,), np.uint32))
+    dtype = jax.dtypes.canonicalize_dtype(np.int64)
+    host = functools.partial(_sorted_positions, n, dtype)
+    out = jax.ShapeDtypeStruct((n,), dtype)
+    return jax.pure_callback(host, out, *bits, vmap_method="sequential")
+
+
+def _sorted_positions(n: int, dtype: Any, *bits: Any) -> np.ndarray:
+    """Host side of `_permutation_on_host`: 0..n-1 stable-sorted by each round's keys."""
+    order = np.arange(n, dtype=dtype)
+    for b in bits:
+        packed = np.asarray(b).astype(np.uint64)
+        packed <<= np.uint64(32)
+        packed |= np.arange(n, dtype=np.uint64)
+        packed.sort()
+        # The low 32 bits (the positions): every other uint32 on a little-endian host.
+        low = packed.view(np.uint32)[::2] if _LITTLE_ENDIAN else packed & np.uint64(_UINT32_MAX)
+        order = order[low]
+    return order
+
+
+def epoch_rows(spec: LoopSpec, n: int, epoch: Any, order: Any, key: Any, *, backend: str):
     """The row order of `epoch` (traced), or None for rows in their order."""
     if spec.mode == "order":
         return order[epoch]
     if spec.mode == "key":
-        return epoch_permutation(key, epoch, n)
+        return epoch_permutation(key, epoch, n, on_host=shuffle_on_host(backend, n))
     return None
 
 
-def epoch_batches(spec: LoopSpec, x: Any, y: Any, rows: Any):
-    """((x, y) stacked full batches (n_full, batch, ...), (x, y) of the last one or None)."""
-    cut = spec.n_full * spec.batch_size
-    if rows is None:  # rows in order: slices, no gather
-        xb, yb, x_rest, y_rest = x[:cut], y[:cut], x[cut:], y[cut:]
-    else:
-        xb, yb = x[rows[:cut]], y[rows[:cut]]
-        x_rest, y_rest = x[rows[cut:]], y[rows[cut:]]
-    full = (_split(xb, spec), _split(yb, spec))
-    return full, ((x_rest, y_rest) if spec.remainder else None)
-
-
-def _split(a, spec: LoopSpec):
-    return a.reshape((spec.n_full, spec.batch_size, *a.shape[1:]))
+def batch_rows(x: Any, rows: Any, start: Any, size: int):
+    """Rows `start:start + size` of the epoch (`size` static, `start` traced) of `x`: a
+    slice of `x` when `rows` is None (rows in order), else `x[rows[start:start + size]]`."""
+    if rows is None:
+        return jax.lax.dynamic_slice_in_dim(x, start, size)
+    idx = jax.lax.dynamic_slice_in_dim(rows, start, size)
+    # Every index is in 0..n-1 (a permutation, or an order checked by `check_order`).
+    return x.at[idx].get(mode="promise_in_bounds")
 
 
 def batch_indices(

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxreg import gradients, optim
-from jaxreg.loop.batches import epoch_batches, epoch_rows
+from jaxreg.loop.batches import batch_rows, epoch_rows
 from jaxreg.loop.packing import Flat
 from jaxreg.loop.spec import LoopSpec
 from jaxreg.step import step_record
@@ -79,13 +79,28 @@ def run(
         if spec.mode == "full":
             carry, out = step(carry, (x, y, None if batch_lrs is None else batch_lrs[0]))
             return carry, jax.tree.map(lambda a: a[None], out)
-        full, last = epoch_batches(spec, x, y, epoch_rows(spec, x.shape[0], e, order, key))
-        full_lrs = None if batch_lrs is None else batch_lrs[: spec.n_full]
-        carry, out = jax.lax.scan(step, carry, (*full, full_lrs))
-        if last is not None:
+        rows = epoch_rows(spec, x.shape[0], e, order, key, backend=backend)
+        size = spec.batch_size
+
+        def batch(carry, inputs):
+            # The batch's rows are taken here, inside the step: never all of x permuted.
+            i, lr = inputs
+            start = i * size
+            return step(
+                carry, (batch_rows(x, rows, start, size), batch_rows(y, rows, start, size), lr)
+            )
+
+        outs = []
+        if spec.n_full:  # none when batch_size > n: only the smaller last batch
+            full_lrs = None if batch_lrs is None else batch_lrs[: spec.n_full]
+            carry, out = jax.lax.scan(batch, carry, (jnp.arange(spec.n_full), full_lrs))
+            outs.append(out)
+        if spec.remainder:
+            cut, rem = spec.n_full * size, spec.remainder
+            last = (batch_rows(x, rows, cut, rem), batch_rows(y, rows, cut, rem))
             carry, tail = step(carry, (*last, None if batch_lrs is None else batch_lrs[-1]))
-            out = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), out, tail)
-        return carry, out
+            outs.append(jax.tree.map(lambda a: a[None], tail))
+        return carry, jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
 
     carry, out = jax.lax.scan(epoch, pack((params, opt_state)), epoch0 + jnp.arange(spec.epochs))
     p, s = unpack(carry)
