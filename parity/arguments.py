@@ -80,6 +80,7 @@ def check_arguments(
     tolerance: Any,
     name: Any,
     check_settings: Any,
+    jax_step: Any = None,
 ) -> Call:
     """Every argument's type and range; the run's epochs and the data as NumPy arrays.
 
@@ -92,9 +93,17 @@ def check_arguments(
             f"verify: torch_model must be a torch.nn.Module (or a parity.Scenario), got "
             f"{type(torch_model).__name__}"
         )
+    port = (("jax_loss_fn", jax_loss_fn, "(params, x, y) -> scalar"),)
+    if jax_step is not None:
+        if jax_loss_fn is not None or jax_tx is not None:
+            raise TypeError(
+                "verify: pass the port either as jax_loss_fn and jax_tx, or as jax_step "
+                "(with jax_opt_state), not both"
+            )
+        port = (("jax_step", jax_step, "(params, opt_state, x, y) -> (params, opt_state, loss)"),)
     for arg, value, what in (
         ("torch_loss_fn", torch_loss_fn, "(prediction, target) -> scalar tensor"),
-        ("jax_loss_fn", jax_loss_fn, "(params, x, y) -> scalar"),
+        *port,
     ):
         if value is None:
             raise TypeError(f"verify needs {arg}, a function {what}")
@@ -107,9 +116,13 @@ def check_arguments(
             "verify: torch_optimizer must be a torch.optim.Optimizer, got "
             f"{type(torch_optimizer).__name__}"
         )
-    if jax_tx is None:
+    if jax_step is not None:
+        pass
+    elif jax_tx is None:
         raise TypeError("verify needs jax_tx, an optax transformation such as jr.optim.sgd(lr)")
-    if not (callable(getattr(jax_tx, "init", None)) and callable(getattr(jax_tx, "update", None))):
+    elif not (
+        callable(getattr(jax_tx, "init", None)) and callable(getattr(jax_tx, "update", None))
+    ):
         raise TypeError(
             "verify: jax_tx must be an optax GradientTransformation (e.g. jr.optim.sgd(lr)), "
             f"got {type(jax_tx).__name__}"

@@ -15,13 +15,21 @@ deviation is infinite, so a run in which both sides diverged fails (two ports th
 blow up prove nothing about each other).
 
 The scenario passes when every quantity's max relative deviation is within the
-tolerance (`parity.tolerances`).
+tolerance (`parity.tolerances`). Steps are numbered from 0 everywhere (text, JSON, plots):
+step k is the (k+1)-th update, and the values compared are those after it.
+
+`parity.verify` adds a teacher-forced comparison (`TeacherForced`, `parity.teacher`): every
+step started from torch's parameters and optimizer state. Its verdict decides: a step
+beyond rounding is "implementation differs at step k"; a free run over tolerance while
+every teacher-forced step agrees is "each step agrees to within rounding; the dynamics
+amplify it", with the growth factor per step of the free deviation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +71,56 @@ class Deviation:
     def worst_step(self) -> int:
         return int(np.argmax(self.rel_by_step)) if self.abs_by_step.size else 0
 
+    def first_over(self, rtol: float) -> int | None:
+        """The first step (0-based) whose relative deviation exceeds `rtol`, or None."""
+        over = np.flatnonzero(~(self.rel_by_step <= rtol))  # NaN counts as over
+        return int(over[0]) if over.size else None
+
+
+def _first_over(deviations: dict[str, Deviation], rtol: float) -> tuple[int, Deviation] | None:
+    """(the first step any quantity exceeds `rtol`, the largest such quantity there)."""
+    firsts = [(d.first_over(rtol), d) for d in deviations.values()]
+    firsts = [(k, d) for k, d in firsts if k is not None]
+    if not firsts:
+        return None
+    k = min(k for k, _ in firsts)
+    return k, max((d for j, d in firsts if j == k), key=lambda d: d.rel_by_step[k])
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherForced:
+    """Every step computed by jax from torch's state before it (`parity.teacher`).
+
+    Attributes:
+      deviations: {quantity: Deviation} one-step deviations per step: "predictions",
+        "loss", "gradient[NAME]", "update[NAME]", "state.FIELD[NAME]" (or, for a user's
+        step function, "loss", "params[NAME]", "state.FIELD[NAME]").
+      groups: {component: quantity names}, in the order a step computes them:
+        predictions, loss, gradients, optimizer update (or "step").
+      tolerance: the one-step bound (`parity.tolerances.one_step`).
+      diagnosis: what differs at the first failing step, and its likely cause ("" if none).
+      lrs: ((torch lr, jax lr) per step) where the port's state holds a learning rate.
+    """
+
+    deviations: dict[str, Deviation]
+    groups: dict[str, tuple[str, ...]]
+    tolerance: Tolerance
+    diagnosis: str = ""
+    lrs: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def max_rel(self) -> float:
+        return max((d.max_rel for d in self.deviations.values()), default=0.0)
+
+    @property
+    def first_failing_step(self) -> int | None:
+        found = _first_over(self.deviations, self.tolerance.rtol)
+        return None if found is None else found[0]
+
+    @property
+    def passed(self) -> bool:
+        return self.first_failing_step is None
+
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
@@ -79,6 +137,9 @@ class Comparison:
     steps: int
     deviations: dict[str, Deviation]
     tolerance: Tolerance
+    torch: Trajectory | None = None
+    jax: Trajectory | None = None
+    teacher: TeacherForced | None = None
 
     @property
     def max_abs(self) -> float:
@@ -94,25 +155,99 @@ class Comparison:
         return max(self.deviations.values(), key=lambda d: d.max_rel)
 
     @property
-    def passed(self) -> bool:
+    def free_passed(self) -> bool:
+        """The free-running trajectories agree within the tolerance at every step."""
         return self.max_rel <= self.tolerance.rtol
 
-    def summary(self) -> str:
+    @property
+    def first_failing_step(self) -> int | None:
+        """The first step (0-based) any free-run quantity is over tolerance, or None."""
+        found = _first_over(self.deviations, self.tolerance.rtol)
+        return None if found is None else found[0]
+
+    @property
+    def amplified(self) -> bool:
+        """The free run is over tolerance although every teacher-forced step agrees."""
+        return self.teacher is not None and self.teacher.passed and not self.free_passed
+
+    @property
+    def passed(self) -> bool:
+        """Without teacher forcing: the free run within tolerance. With it: every step
+        within rounding (a free run that drifts only by amplified rounding passes)."""
+        if self.teacher is None:
+            return self.free_passed
+        return self.teacher.passed
+
+    def growth_factor(self) -> float | None:
+        """The free deviation's growth per step, geometric mean from the first step it is
+        nonzero to its first step over tolerance (or its largest): None if it never grows."""
+        rel = np.max([d.rel_by_step for d in self.deviations.values()], axis=0)
+        nonzero = np.flatnonzero((rel > 0) & np.isfinite(rel))
+        if not nonzero.size:
+            return None
+        start = int(nonzero[0])
+        end = self.first_failing_step
+        if end is None or not np.isfinite(rel[end]) or end <= start:
+            end = int(nonzero[np.argmax(rel[nonzero])])
+        if end <= start:
+            return None
+        return float((rel[end] / rel[start]) ** (1.0 / (end - start)))
+
+    def _free(self) -> str:
         w = self.worst
-        verdict = "PASS" if self.passed else "FAIL"
         worst = w.abs_by_step[w.worst_step] if w.abs_by_step.size else 0.0
         diverged = "; NaN or inf there (a side diverged)" if not np.isfinite(worst) else ""
+        text = (
+            f"max rel deviation {self.max_rel:.3g} (tolerance {self.tolerance.rtol:.3g}, "
+            f"{self.tolerance.name})"
+        )
+        found = _first_over(self.deviations, self.tolerance.rtol)
+        if found is not None:
+            k, d = found
+            text += f", first over tolerance: {d.name} at step {k} (rel {d.rel_by_step[k]:.3g})"
         return (
-            f"{self.name}: {verdict}: max rel deviation {self.max_rel:.3g} (tolerance "
-            f"{self.tolerance.rtol:.3g}, {self.tolerance.name}), worst: {w.name} at step "
-            f"{w.worst_step} of {self.steps} (abs {worst:.3g}, scale {w.scale:.3g}){diverged}"
+            text + f", worst: {w.name} at step {w.worst_step} of {self.steps} (steps from 0; abs "
+            f"{worst:.3g}, scale {w.scale:.3g}){diverged}"
+        )
+
+    def summary(self) -> str:
+        t = self.teacher
+        if t is None:
+            return f"{self.name}: {'PASS' if self.passed else 'FAIL'}: {self._free()}"
+        one_step = (
+            f"max one-step rel deviation {t.max_rel:.3g} (tolerance {t.tolerance.rtol:.3g}, "
+            f"{t.tolerance.name})"
+        )
+        if not t.passed:
+            return (
+                f"{self.name}: FAIL: implementation differs at step {t.first_failing_step} "
+                f"(steps from 0): {t.diagnosis}. Free run: {self._free()}"
+            )
+        if self.free_passed:
+            return (
+                f"{self.name}: PASS: {self._free()}; every teacher-forced step agrees ({one_step})"
+            )
+        g = self.growth_factor()
+        return (
+            f"{self.name}: PASS (amplified): each step agrees to within rounding ({one_step}); "
+            f"the dynamics amplify it (growth factor {'?' if g is None else f'{g:.3g}'} per "
+            f"step): free run {self._free()}"
         )
 
     def raise_if_failed(self) -> Comparison:
         """Raise `ParityError` with `summary()` unless passed; returns self."""
         if not self.passed:
-            raise ParityError(self.summary() + "\n" + self.tolerance.reason)
+            reason = (self.teacher or self).tolerance.reason
+            raise ParityError(self.summary() + "\n" + reason)
         return self
+
+    def plot(self, path) -> Any:
+        """A PNG of the run at `path` (`parity.plots.comparison_figure`): both
+        trajectories, the free and teacher-forced deviations against their tolerances, the
+        first failing step marked; steps from 0. Returns the path."""
+        from parity import plots  # imports matplotlib, an optional dependency
+
+        return plots.write(self, path)
 
 
 def _abs_dev(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -152,7 +287,7 @@ def compare(name: str, torch: Trajectory, jax: Trajectory, tolerance: Tolerance)
             raise ValueError(f"{name}: {k} has shape {t.shape} in torch and {j.shape} in jax")
         quantities[k] = (t, j)
     deviations = {k: Deviation(k, _abs_dev(t, j), _scale(t)) for k, (t, j) in quantities.items()}
-    return Comparison(name, torch.steps, deviations, tolerance)
+    return Comparison(name, torch.steps, deviations, tolerance, torch, jax)
 
 
 def format_float(x: float) -> str:

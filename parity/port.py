@@ -27,54 +27,85 @@ caller's mode.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
-import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 
 import jaxreg as jr
-from parity import arguments, precision, preflight, vocab
+from parity import arguments, precision, preflight, teacher, vocab
+from parity import names as names_lib
 from parity.compare import Comparison, compare
-from parity.interop import find_linear, params_from_torch
+from parity.interop import params_from_torch
+from parity.names import NameMap
 from parity.problem import dataloader_order
 from parity.programs import jax_loop, torch_loop
 from parity.runner import run_scenario
 from parity.scenario import Scenario, Trajectory
-from parity.tolerances import Tolerance, default_tolerance
+from parity.tolerances import Tolerance, default_tolerance, one_step
 
 
-def _torch_names(model: torch.nn.Module, params: Any) -> dict[str, torch.Tensor]:
-    """{comparison name: torch parameter} matching the jax params' structure."""
-    if isinstance(params, jr.linear.Params):
-        layer = find_linear(model)
-        out = {"weight": layer.weight}
-        if params.bias is not None:
-            out["bias"] = layer.bias
-        return out
-    if isinstance(params, dict):
-        named = dict(model.named_parameters())
-        missing = sorted(set(params) - set(named))
-        if missing:
-            raise ValueError(
-                f"jax params {missing} are not parameters of the torch model "
-                f"(its named_parameters: {sorted(named)}); use the same names on both sides"
-            )
-        return {k: named[k] for k in params}
-    raise TypeError(
-        "verify compares jr.linear.Params or a dict keyed by the torch model's "
-        f"named_parameters(); got {type(params).__name__}"
+def _default_params(model: torch.nn.Module) -> Any:
+    """The jax start: `jr.linear.Params` for a model that is one `nn.Linear` (or holds
+    only one), else `{name: array}` of every trainable `named_parameters()` entry."""
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if len(linears) == 1 and len(trainable) == len(list(linears[0].parameters())):
+        return params_from_torch(linears[0])
+    return {
+        n: jnp.asarray(p.detach().cpu().numpy().copy())
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+def _name_map(model: torch.nn.Module, params: Any, param_names, transpose) -> NameMap:
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    return names_lib.build(
+        shapes,
+        params,
+        names=param_names,
+        transpose=transpose,
+        frozen=frozen,
+        auto_transpose=not isinstance(params, jr.linear.Params),
     )
 
 
-def _jax_names(params: Any) -> dict[str, Any]:
-    if isinstance(params, jr.linear.Params):
-        out = {"weight": params.weight}
-        if params.bias is not None:
-            out["bias"] = params.bias
-        return out
-    return dict(params)
+def _check_start(named: dict[str, torch.Tensor], name_map: NameMap, params: Any) -> None:
+    """The jax params hold the torch model's starting values (in torch's layout)."""
+    ours = name_map.to_torch(params)
+    for n, p in named.items():
+        theirs = p.detach().cpu().numpy()
+        mine = np.asarray(ours[n], theirs.dtype)
+        if np.array_equal(mine, theirs):
+            continue
+        what = f"differs by up to {np.max(np.abs(mine - theirs)):.3g}"
+        if mine.ndim == 2 and np.array_equal(mine.T, theirs):
+            what = (
+                "is torch's transposed (a transposed weight: torch's nn.Linear weight is (out, in))"
+            )
+        raise preflight.SettingsError(
+            f"verify: the jax params do not start where the torch model does: {n} {what}; "
+            "start both sides from the same numbers (params=None copies the model's)"
+        )
+
+
+def _lrs(jax_tx: Any, jax_schedule: Any, steps: int, epochs: int) -> np.ndarray | None:
+    """The learning rate the port uses at each step (None: the state's own, unscheduled)."""
+    if jax_schedule is None or jax_tx is None:
+        return None
+    base = jr.optim.hyperparams_of(jax_tx).get("lr")
+    if base is None:
+        return None
+    _, when = preflight.interval(jax_schedule)
+    if when == "batch":
+        return np.asarray(jax_schedule.lrs(float(base), steps))
+    per_epoch = steps // epochs
+    return np.repeat(np.asarray(jax_schedule.lrs(float(base), epochs)), per_epoch)
 
 
 def verify(
@@ -100,6 +131,11 @@ def verify(
     name: str = "verify",
     data_path: Any = None,
     check_settings: bool = True,
+    param_names: dict[str, str] | None = None,
+    transpose: Any = (),
+    jax_step: Any = None,
+    jax_opt_state: Any = None,
+    teacher_forcing: bool = True,
 ) -> Comparison:
     """Train a torch program and its jaxreg port from the same start; compare every step.
 
@@ -135,10 +171,24 @@ def verify(
       check_settings: compare the optimizer's, schedule's and loss's settings before
         training (see `parity.preflight`). False: for a port whose transformation parity
         cannot read (an optax chain, `optax.adam`); the trajectories are still compared.
+      param_names: `{torch name: jax dotted path}` where the names differ (`parity.names`;
+        default: the torch name equal to the path, or the one ending in it). A jax leaf of
+        reversed shape (a flax `(in, out)` kernel) is compared transposed.
+      transpose: torch names whose square jax leaf holds the tensor transposed.
+      jax_step, jax_opt_state: the port as your own step `(params, opt_state, x, y) ->
+        (params, opt_state, loss)` and its initial state, instead of `jax_loss_fn` and
+        `jax_tx` (pass those as None); the settings cannot be read then.
+      teacher_forcing: also compute every step from torch's parameters and optimizer
+        state (`parity.teacher`): the verdict, and the diagnosis of a failure.
 
     Returns:
       A `Comparison`: `.passed`, `.max_abs`, `.max_rel`, `.deviations` (per quantity and
-      step), `.summary()`, `.raise_if_failed()`. A NaN or inf on either side fails it.
+      step, 0-based), `.teacher` (the teacher-forced one-step deviations, per component),
+      `.summary()`, `.raise_if_failed()`, `.plot(path)`. With teacher forcing, `.passed`
+      means every step agrees to within rounding; a free run that drifts only because the
+      dynamics amplify rounding passes ("PASS (amplified)", `.amplified`,
+      `.growth_factor()`); `.free_passed` is the free run's own verdict. A NaN or inf on
+      either side fails it.
 
     Raises:
       TypeError, ValueError: a bad argument (named), before any work.
@@ -166,14 +216,17 @@ def verify(
         tolerance=tolerance,
         name=name,
         check_settings=check_settings,
+        jax_step=jax_step,
     )
     with precision.at_least(_dtype_of(torch_model)):
         if params is None:
-            params = params_from_torch(torch_model)
-        named = _torch_names(torch_model, params)
+            params = _default_params(torch_model)
+        name_map = _name_map(torch_model, params, param_names, transpose)
+        named = {n: dict(torch_model.named_parameters())[n] for n in name_map.torch_names}
         dtype = preflight.check_dtypes(named, params, call)
+        _check_start(named, name_map, params)
         row = vocab.torch_row(vocab.OPTIMIZERS, torch_optimizer)
-        if check_settings:
+        if check_settings and jax_step is None:
             row = preflight.check_optimizer(torch_optimizer, jax_tx, params)
             preflight.check_schedule(torch_scheduler, jax_schedule, torch_optimizer)
             preflight.check_loss(torch_loss_fn, jax_loss_fn)
@@ -188,30 +241,64 @@ def verify(
             schedulers=() if per_batch else schedulers,
             batch_schedulers=schedulers if per_batch else (),
         )
-        t = torch_loop.run(program, batches, call.epochs)
+        recorder = teacher.Recorder(torch_optimizer, named)
+        t = torch_loop.run(program, batches, call.epochs, before_step=recorder)
 
         start = time.perf_counter()
-        _, losses, history = jax_loop.run(
-            jax_loss_fn,
-            jax_tx,
-            params,
-            call.jax_x,
-            call.jax_y,
+        loop_args = dict(
             epochs=call.epochs,
             batch_size=batch_size,
             shuffle=shuffle,
             order=order,
             drop_last=drop_last,
-            schedule=jax_schedule,
         )
-        hist = jax.tree.map(np.asarray, _jax_names(history))
+        if jax_step is None:
+            _, losses, history = jax_loop.run(
+                jax_loss_fn,
+                jax_tx,
+                params,
+                call.jax_x,
+                call.jax_y,
+                **loop_args,
+                schedule=jax_schedule,
+            )
+            template = jax_tx.init(params)
+        else:
+            _, losses, history = jax_loop.run_step_fn(
+                jax_step, params, jax_opt_state, call.jax_x, call.jax_y, **loop_args
+            )
+            template = jax_opt_state
+        hist = {k: np.asarray(v) for k, v in name_map.to_torch(history).items()}
         j = Trajectory(np.asarray(losses), hist, time.perf_counter() - start)
+
+        forced = None
+        if teacher_forcing:
+            after = [{k: v[i] for k, v in t.params.items()} for i in range(t.steps)]
+            side = teacher.JaxSide(
+                jax_loss_fn,
+                jax_tx,
+                jax_step,
+                template if jr.optim.is_optimizer_state(template) else None,
+                _lrs(jax_tx, jax_schedule, t.steps, call.epochs),
+            )
+            forced = teacher.run(
+                recorder.steps,
+                after,
+                recorder.state(),
+                side,
+                name_map,
+                (call.jax_x.shape[1:], call.jax_y.shape[1:]),
+                dtype,
+                one_step(dtype.name),
+                torch_optimizer,
+                torch_loss_fn,
+            )
 
     if not isinstance(tolerance, Tolerance):
         # an optimizer parity has no row for (check_settings=False): the adaptive bound
         base = default_tolerance(dtype.name, row.family if row is not None else "adaptive")
         tolerance = base if tolerance is None else Tolerance("user", float(tolerance), base.reason)
-    return compare(name, t, j, tolerance)
+    return dataclasses.replace(compare(name, t, j, tolerance), teacher=forced)
 
 
 def _dtype_of(model: torch.nn.Module) -> np.dtype:

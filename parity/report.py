@@ -170,13 +170,13 @@ def _figure(plt, res: Result):
     feature = res.problem.data.feature
     panels = 3 + (feature is not None and s.lesson is None)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
-    steps = np.arange(1, t.steps + 1)
+    steps = np.arange(t.steps)  # 0-based, as every text parity writes
     ax = axes[0]
     ax.plot(steps, t.losses, "-", label="torch")
     ax.plot(steps, j.losses, "--", label="jax")
     if np.all(np.asarray(t.losses) > 0):
         ax.set_yscale("log")
-    ax.set(title="loss", xlabel="step")
+    ax.set(title="loss", xlabel="step (from 0)")
     ax.legend()
     ax = axes[1]
     for k, v in t.params.items():
@@ -185,14 +185,14 @@ def _figure(plt, res: Result):
             label = k if tv.shape[1] == 1 else f"{k}[{e}]"
             (line,) = ax.plot(steps, tv[:, e], "-", label=f"{label} torch")
             ax.plot(steps, jv[:, e], "--", color=line.get_color(), label=f"{label} jax")
-    ax.set(title="parameters after each step", xlabel="step")
+    ax.set(title="parameters after each step", xlabel="step (from 0)")
     ax.legend(fontsize=7)
     ax = axes[2]
     for k, d in c.deviations.items():
         rel = np.where(d.rel_by_step > 0, d.rel_by_step, np.nan)  # exact agreement: not drawn
         ax.semilogy(steps, rel, label=k)
     ax.axhline(c.tolerance.rtol, color="k", ls=":", label=f"tolerance {c.tolerance.rtol:.0e}")
-    ax.set(title="relative deviation |jax - torch| / scale (0: not drawn)", xlabel="step")
+    ax.set(title="relative deviation |jax - torch| / scale (0: not drawn)", xlabel="step (from 0)")
     ax.legend(fontsize=7)
     if panels == 4:
         _fitted(axes[3], res, feature)

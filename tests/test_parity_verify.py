@@ -366,12 +366,13 @@ def test_settings_error_is_a_value_error():
 )
 def test_short_float32_runs_of_wrong_ports_pass_the_comparison_alone(torch_opt, jax_tx):
     """Why the preflight exists: with check_settings=False these wrong float32 ports stay
-    within tolerance over a short run, where the trajectories cannot tell them apart."""
+    within tolerance over a short free run, where the trajectories cannot tell them apart
+    (teacher forcing may still catch one: tests/test_parity_teacher.py)."""
     x, y = _data(dtype=np.float32)
     model = _model(torch.float32)
     opt = torch_opt(model.parameters())
     cmp = parity.verify(model, F.mse_loss, opt, MSE, jax_tx, x, y, steps=5, check_settings=False)
-    assert cmp.passed, cmp.summary()
+    assert cmp.free_passed, cmp.summary()
 
 
 def test_a_wrong_port_fails_the_comparison_and_says_where():
@@ -516,7 +517,11 @@ BAD_CALLS = {
         ValueError,
         r"parameters are float64 but the jax params are float32",
     ),
-    "params not a pytree verify knows": ({"params": [1.0]}, TypeError, r"jr.linear.Params"),
+    "params whose leaves match no torch name": (
+        {"params": [1.0]},
+        ValueError,
+        r"jax params \['0'\] are not parameters of the torch model.*names=",
+    ),
 }
 
 

@@ -105,3 +105,36 @@ def _step_loop(loss_fn, tx, params, x, y, epochs, batch_size, order, drop_last, 
             history.append(params)
     stacked = jax.tree.map(lambda *a: np.stack([np.asarray(v) for v in a]), *history)
     return params, np.asarray(losses), stacked
+
+
+def run_step_fn(
+    step: Any,
+    params: Any,
+    opt_state: Any,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    order: np.ndarray | None = None,
+    drop_last: bool = False,
+) -> tuple[Any, np.ndarray, Any]:
+    """A user's own step `(params, opt_state, x, y) -> (params, opt_state, loss)` (their
+    optax loop) over the same batches as `run`: (final params, losses, history).
+
+    `shuffle` is accepted for `run`'s signature: the order is `order`'s (or the rows').
+    """
+    del shuffle
+    n = x.shape[0]
+    size = batch_size or n
+    losses, history = [], []
+    for epoch in range(epochs):
+        rows = order[epoch] if order is not None else None
+        for idx in batch_indices(n, size, order=rows, drop_last=drop_last):
+            xb, yb = (x, y) if size == n else (x[idx], y[idx])
+            params, opt_state, loss = step(params, opt_state, xb, yb)
+            losses.append(float(loss))
+            history.append(params)
+    stacked = jax.tree.map(lambda *a: np.stack([np.asarray(v) for v in a]), *history)
+    return params, np.asarray(losses), stacked

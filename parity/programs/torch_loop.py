@@ -126,6 +126,8 @@ def records(
     *,
     lrs: Sequence[float] | None = None,
     record_grads: bool = False,
+    before_step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+    | None = None,
 ) -> Iterator[StepRecord]:
     """Train `program` for `epochs` epochs; one `StepRecord` per update.
 
@@ -134,14 +136,20 @@ def records(
       lrs: (epochs,) the learning rate set before each epoch (a program that trains in
         phases at several learning rates), or None.
       record_grads: also copy each parameter's gradient before the update.
+      before_step: `(x_batch, y_batch, prediction, loss)`, called after `loss.backward()`
+        and before the update: the parameters, their `.grad` and the optimizer's state are
+        then what the update starts from (`parity.teacher` records them there).
     """
     for epoch in range(epochs):
         if lrs is not None:
             program.update.set_lr(lrs[epoch])
         for i, (xb, yb) in enumerate(batches(epoch)):
             program.update.zero_grad()
-            loss = program.loss_fn(program.forward(xb), yb)
+            pred = program.forward(xb)
+            loss = program.loss_fn(pred, yb)
             loss.backward()
+            if before_step is not None:
+                before_step(xb, yb, pred, loss)
             grads = None
             if record_grads:
                 grads = {k: p.grad.detach().cpu().numpy().copy() for k, p in program.params.items()}
@@ -161,11 +169,13 @@ def run(
     *,
     lrs: Sequence[float] | None = None,
     meta: dict[str, Any] | None = None,
+    before_step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+    | None = None,
 ) -> Trajectory:
     """`records` to the end, on one torch thread, stacked into a `Trajectory`."""
     start = time.perf_counter()
     with single_threaded():
-        steps = list(records(program, batches, epochs, lrs=lrs))
+        steps = list(records(program, batches, epochs, lrs=lrs, before_step=before_step))
     return trajectory(steps, list(program.params), time.perf_counter() - start, meta)
 
 
