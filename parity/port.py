@@ -272,7 +272,8 @@ def verify(
         j = Trajectory(np.asarray(losses), hist, time.perf_counter() - start)
 
         forced = None
-        if teacher_forcing:
+        # a user's step with a state parity cannot fill (optax's own): free run only
+        if teacher_forcing and (jax_step is None or jr.optim.is_optimizer_state(template)):
             after = [{k: v[i] for k, v in t.params.items()} for i in range(t.steps)]
             side = teacher.JaxSide(
                 jax_loss_fn,

@@ -410,3 +410,17 @@ def test_assert_port_matches_passes_a_faithful_port():
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     cmp = assert_port_matches(model, F.mse_loss, opt, MSE, jr.optim.sgd(lr=0.05), x, y, steps=5)
     assert cmp.passed
+
+
+def test_an_optax_port_with_a_wrong_lr_fails_although_its_state_cannot_be_teacher_forced():
+    """optax's own state cannot hold torch's buffers: teacher forcing covers predictions,
+    loss and gradients only, so the free run decides, and a wrong lr still fails."""
+    x, y = _data()
+    model = _linear()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    cmp = parity.verify(
+        model, F.mse_loss, opt, MSE, optax.adam(0.011), x, y, steps=10, check_settings=False
+    )
+    assert not cmp.teacher.complete and cmp.teacher.passed
+    assert not cmp.passed and not cmp.amplified
+    assert "FAIL" in cmp.summary() and "not the optimizer" in cmp.summary()
