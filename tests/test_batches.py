@@ -14,6 +14,7 @@ import optax
 import pytest
 
 import jaxreg as jr
+from jaxreg import gradients
 from jaxreg.loop import batches, program
 from jaxreg.loop.spec import loop_spec
 
@@ -84,10 +85,10 @@ def test_host_sort_is_a_stable_sort_for_every_n_up_to_1000(distinct):
 
 
 def test_shuffle_on_host_only_on_cpu_for_large_n():
-    assert batches.shuffle_on_host("cpu", batches.HOST_SORT_MIN_N)
-    assert not batches.shuffle_on_host("cpu", batches.HOST_SORT_MIN_N - 1)
-    assert not batches.shuffle_on_host("gpu", 10**6)
-    assert not batches.shuffle_on_host("tpu", 10**6)
+    assert gradients.host_shuffle("cpu", gradients.HOST_SORT_MIN_N)
+    assert not gradients.host_shuffle("cpu", gradients.HOST_SORT_MIN_N - 1)
+    assert not gradients.host_shuffle("gpu", 10**6)
+    assert not gradients.host_shuffle("tpu", 10**6)
 
 
 def test_epoch_permutation_under_vmap_is_per_key():

@@ -427,7 +427,8 @@ def _key_orders(key, epochs, n):
     return [np.asarray(jr.fitting.epoch_permutation(key, e, n)) for e in range(epochs)]
 
 
-# n < 1024 shuffles with XLA's sort, n >= 1024 with the host sort (`shuffle_on_host`); both
+# n < 1024 shuffles with XLA's sort, n >= 1024 with the host sort
+# (`jaxreg.gradients.host_shuffle`); both
 # with a smaller last batch, dropped, and a batch larger than the data.
 @pytest.mark.parametrize(
     ("n", "batch_size", "drop_last"),

@@ -25,7 +25,13 @@ import jax
 
 from jaxreg.gradients import gram, plain, xla_cpu
 
-__all__ = ["Formulation", "backend_of", "pack_carry", "select"]
+__all__ = ["HOST_SORT_MIN_N", "Formulation", "backend_of", "host_shuffle", "pack_carry", "select"]
+
+# From this many rows up, the CPU backend sorts a shuffle's random keys with NumPy on the
+# host (`jaxreg.loop.batches.epoch_permutation(..., on_host=True)`, the same order): the
+# callback costs ~0.1 ms an epoch, XLA:CPU's sort-based permutation 0.09 ms at n = 512,
+# 0.16 ms at 1024, ~0.6 s at 1e6 (benchmarks/NOTES.md, "Mini-batch epoch").
+HOST_SORT_MIN_N = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +64,12 @@ def select(objective: Any, params: Any, x: Any, y: Any, *, backend: str) -> Form
         if name is not None:
             return Formulation(f"xla_cpu.{name}", xla_cpu.FORMULATIONS[name])
     return PLAIN
+
+
+def host_shuffle(backend: str, n: int) -> bool:
+    """Whether the training loop's shuffle of n rows sorts on the host (same order; XLA:CPU's
+    sort is slow, an accelerator's is fast and a host round trip is not free)."""
+    return backend == "cpu" and n >= HOST_SORT_MIN_N
 
 
 def pack_carry(backend: str) -> bool:

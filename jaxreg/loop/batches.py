@@ -19,26 +19,20 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxreg import gradients
 from jaxreg.loop.spec import LoopSpec
 
 __all__ = [
-    "HOST_SORT_MIN_N",
+    "MAX_HOST_N",
     "batch_indices",
     "batch_rows",
     "epoch_permutation",
     "epoch_rows",
-    "shuffle_on_host",
 ]
-
-# From this many rows up, the CPU backend sorts a shuffle's random keys with NumPy on the
-# host (`epoch_permutation(..., on_host=True)`): the callback costs ~0.1 ms an epoch, XLA:CPU's
-# sort-based permutation 0.09 ms at n = 512, 0.16 ms at 1024, ~0.6 s at 1e6 (NumPy: ~30 ms;
-# benchmarks/NOTES.md, "mini-batch epoch").
-HOST_SORT_MIN_N = 1024
 
 _UINT32_MAX = np.iinfo(np.uint32).max
 _LITTLE_ENDIAN = np.little_endian
-_MAX_HOST_N = 2**32  # the host sort packs a position into 32 bits
+MAX_HOST_N = 2**32  # the host sort packs a position into 32 bits
 
 
 def epoch_permutation(key: jax.Array, epoch: Any, n: int, *, on_host: bool = False) -> jax.Array:
@@ -53,7 +47,8 @@ def epoch_permutation(key: jax.Array, epoch: Any, n: int, *, on_host: bool = Fal
       n: rows in the data set.
       on_host: compute the same permutation with its sorts done by NumPy on the host (a
         `jax.pure_callback`): the same array, much faster on XLA:CPU for large n (whose
-        sort is slow), slower on an accelerator (`shuffle_on_host` says which to use).
+        sort is slow), slower on an accelerator (`jaxreg.gradients.host_shuffle` says which
+        the loop uses); for n up to `MAX_HOST_N`.
 
     Returns:
       (n,) integers (jax's default int dtype), a permutation of 0..n-1.
@@ -62,12 +57,6 @@ def epoch_permutation(key: jax.Array, epoch: Any, n: int, *, on_host: bool = Fal
     if not on_host:
         return jax.random.permutation(key, n)
     return _permutation_on_host(key, n)
-
-
-def shuffle_on_host(backend: str, n: int) -> bool:
-    """Whether the loop's shuffle of n rows sorts on the host (`epoch_permutation`'s
-    `on_host`): on the CPU backend, from `HOST_SORT_MIN_N` rows up."""
-    return backend == "cpu" and HOST_SORT_MIN_N <= n <= _MAX_HOST_N
 
 
 def _permutation_on_host(key: jax.Array, n: int) -> jax.Array:
@@ -79,7 +68,7 @@ def _permutation_on_host(key: jax.Array, n: int) -> jax.Array:
     with SIMD. The random bits are drawn by jax with the same calls, so the result is
     the same array (tests/test_batches.py checks it against `jax.random.permutation`).
     """
-    if n > _MAX_HOST_N:
+    if n > MAX_HOST_N:
         raise ValueError(f"on_host=True sorts at most 2**32 rows, got n={n}")
     rounds = int(np.ceil(3 * np.log(max(1, n)) / np.log(_UINT32_MAX)))
     bits = []
@@ -111,7 +100,8 @@ def epoch_rows(spec: LoopSpec, n: int, epoch: Any, order: Any, key: Any, *, back
     if spec.mode == "order":
         return order[epoch]
     if spec.mode == "key":
-        return epoch_permutation(key, epoch, n, on_host=shuffle_on_host(backend, n))
+        on_host = gradients.host_shuffle(backend, n) and n <= MAX_HOST_N
+        return epoch_permutation(key, epoch, n, on_host=on_host)
     return None
 
 
