@@ -108,6 +108,22 @@ def as_array(name: str, x: Any) -> jax.Array | np.ndarray:
     return arr
 
 
+def as_key(name: str, key: Any) -> jax.Array:
+    """A JAX PRNG key from `key`: a key (new-style or a raw uint32 (2,) array), or an int
+    seed as `jax.random.key(seed)`; `TypeError` naming `name` otherwise."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array) and (
+        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+        or (key.dtype == np.uint32 and key.shape == (2,))
+    ):
+        return key
+    raise TypeError(
+        f"{name} must be a JAX PRNG key (jax.random.key(0)) or an int seed, got "
+        f"{type(key).__name__} {key!r}"
+    )
+
+
 def _is_torch_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 

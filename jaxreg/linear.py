@@ -48,7 +48,7 @@ def init(
     `parity.interop.params_from_torch` when you need the same start.
 
     Args:
-      key: a `jax.random` key.
+      key: a `jax.random` key, or an int seed (`jax.random.key(seed)`).
       in_features, out_features: the layer's sizes (positive).
       bias: whether to create a bias.
       dtype: a float dtype.
@@ -56,6 +56,7 @@ def init(
     Returns:
       `Params` with weight (out_features, in_features) and bias (out_features,) or None.
     """
+    key = _checks.as_key("key", key)
     _check_sizes(in_features, out_features)
     _check_dtype(dtype, "init")
     bound = 1.0 / math.sqrt(in_features)
@@ -91,6 +92,12 @@ def predict(params: Params, x: jax.Array) -> jax.Array:
       ValueError: x's last dimension is not `in_features`.
       TypeError: integer parameters.
     """
+    if not isinstance(params, Params):
+        raise TypeError(
+            f"linear.predict: params must be jr.linear.Params(weight, bias), got "
+            f"{type(params).__name__}; build it with jr.linear.zeros(in_features) or "
+            "jr.linear.Params(weight=(out, in) array, bias=(out,) array)"
+        )
     weight, bias = params.weight, params.bias
     dtype = _checks.float_dtype_of(params)
     if jnp.ndim(weight) != 2:

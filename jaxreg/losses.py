@@ -32,6 +32,8 @@ _LOG1M_SWITCH = 0.3
 
 
 def _prepare(fn: str, pred, target, weight=None):
+    if not isinstance(pred, jax.Array):
+        pred = _checks.as_array("pred", pred)
     dtype = jnp.result_type(pred)
     if not jnp.issubdtype(dtype, jnp.inexact):
         raise TypeError(f"{fn}: pred must be floating point, got {dtype}")

@@ -115,7 +115,7 @@ def _prepare(
     """(A as float64 (n, in [+ 1]), y as float64 (n, out), the result dtype, the relative
     precision of x's values: its float dtype's eps, float64's for integers, which are
     exact in the float64 arithmetic)."""
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = np.asarray(_checks.as_array("x", x)), np.asarray(_checks.as_array("y", y))
     for name, v in (("x", x), ("y", y)):
         if not (
             jnp.issubdtype(v.dtype, jnp.floating)

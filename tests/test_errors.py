@@ -125,6 +125,31 @@ BAD = [
         ValueError,
         r"model must be one of",
     ),
+    ("init-key-string", lambda: jr.linear.init("a", 2), TypeError, r"^key must be a JAX PRNG key"),
+    (
+        "predict-params-list",
+        lambda: jr.linear.predict([1.0], np.ones((2, 1))),
+        TypeError,
+        r"params must be jr\.linear\.Params",
+    ),
+    (
+        "mse-ragged-target",
+        lambda: jr.losses.mse(np.ones((2, 1)), [[1.0], [2.0, 3.0]]),
+        TypeError,
+        r"^target could not be read",
+    ),
+    (
+        "mse-ragged-pred",
+        lambda: jr.losses.mse([[1.0], [2.0, 3.0]], np.ones((2, 1))),
+        TypeError,
+        r"^pred could not be read",
+    ),
+    (
+        "lstsq-ragged",
+        lambda: jr.solve.least_squares([[1.0], [2.0, 3.0]], [1.0, 2.0]),
+        TypeError,
+        r"^x could not be read",
+    ),
     (
         "bce-eager-target",
         lambda: jr.losses.bce(jnp.array([[0.7], [0.2]]), jnp.array([[2.0], [-1.0]])),
@@ -299,3 +324,9 @@ def test_bfloat16_params_train_as_a_make_step_loop_does():
         assert float(loss) == float(want)
     assert res.params.weight.dtype == jnp.bfloat16
     np.testing.assert_array_equal(res.params.weight, p.weight)
+
+
+def test_an_int_seed_initialises_as_its_key():
+    a, b = jr.linear.init(3, 4, 2), jr.linear.init(jax.random.key(3), 4, 2)
+    np.testing.assert_array_equal(a.weight, b.weight)
+    np.testing.assert_array_equal(a.bias, b.bias)

@@ -9,6 +9,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxreg import _checks
+
 __all__ = ["MAX_STEPS", "LoopSpec", "check_order", "loop_spec", "positive_int"]
 
 # Steps and epochs are counted in int32 inside the compiled loop.
@@ -29,6 +31,8 @@ class LoopSpec:
       record: return the parameters after every step.
       schedule: None, "epoch" (a learning rate per epoch is an input) or "batch" (one per
         step).
+      data_mesh: where row-sharded data lives (`jaxreg.distributed.DataMesh`), or None
+        for data on one device: batches are then gathered from the shards.
     """
 
     epochs: int
@@ -38,6 +42,7 @@ class LoopSpec:
     mode: str
     record: bool = True
     schedule: str | None = None
+    data_mesh: Any = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -130,23 +135,13 @@ def _full_batch(n, steps, epochs, key, order, record):
 
 
 def as_key(key: Any) -> jax.Array:
-    """A JAX PRNG key from `key` (a key, or an int seed as `jax.random.key(seed)`)."""
+    """A JAX PRNG key for the shuffle (`_checks.as_key`), with the hint for a missing one."""
     if key is None:
         raise ValueError(
             "shuffled mini-batches need a key: fit(..., key=jax.random.key(0)) (or an int "
             "seed); or pass shuffle=False, or order= to replay a torch DataLoader"
         )
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.key(int(key))
-    if isinstance(key, jax.Array) and (
-        jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-        or (key.dtype == np.uint32 and key.shape == (2,))
-    ):
-        return key
-    raise TypeError(
-        f"key must be a JAX PRNG key (jax.random.key(0)) or an int seed, got "
-        f"{type(key).__name__} {key!r}"
-    )
+    return _checks.as_key("key", key)
 
 
 def check_order(order: Any, epochs: int, n: int) -> np.ndarray:
