@@ -92,6 +92,16 @@ class Dataset:
         """`ValueError` naming the first row whose target lies outside [low, high]."""
         if (low, high) in self._ranges_checked:
             return
+        if isinstance(self.y, jax.Array) and not self.y.is_fully_addressable:
+            # Sharded across processes: count on the devices, no row to name here.
+            outside = int(_count_outside(self.y, low, high))
+            if outside:
+                raise ValueError(
+                    f"{loss} needs targets in [{low:g}, {high:g}], but y (sharded across "
+                    f"processes) has {outside} outside. Use 0/1 labels or probabilities."
+                )
+            self._ranges_checked.add((low, high))
+            return
         y = np.asarray(self.y)
         bad = (y < low) | (y > high)
         if bad.any():
@@ -128,6 +138,11 @@ def _check_finite(x: Any, y: Any) -> None:
     if device:
         counts = np.asarray(_nonfinite_counts(tuple(a for _, a in device)))  # one transfer
         for (name, arr), count in zip(device, counts, strict=True):
+            if count and not arr.is_fully_addressable:  # rows on other processes
+                raise ValueError(
+                    f"{name} (sharded across processes) contains NaN or inf; check each "
+                    "process's rows (jaxreg.distributed.global_rows checks them as they load)."
+                )
             if count:
                 _checks.check_finite(name, np.asarray(arr))
 
@@ -145,6 +160,11 @@ def _nonfinite_counts(arrays):
             for a in arrays
         ]
     )
+
+
+@jax.jit
+def _count_outside(y, low, high):
+    return jnp.sum((y < low) | (y > high))
 
 
 def _convert(name: str, a: Any, dtype: np.dtype) -> Any:

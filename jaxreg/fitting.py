@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg import _checks, gradients, optim
+from jaxreg import _checks, distributed, gradients, optim
 from jaxreg.dataset import Dataset, as_dataset
 from jaxreg.gradients import gram as gram_path
 from jaxreg.loop import program
@@ -93,7 +93,9 @@ def fit(
       params: any pytree of float arrays (e.g. `jaxreg.linear.Params`, a dict).
       x: (n, ...) inputs, or a `jaxreg.Dataset` (then no `y`); y: (n, ...) targets.
         Integers are promoted to the params' dtype; wider floats are rounded to it with a
-        `PrecisionWarning` (training runs in the params' dtype).
+        `PrecisionWarning` (training runs in the params' dtype). Rows sharded over a
+        mesh axis (x and y alike) train data-parallel, params replicated on the mesh
+        (`jaxreg.distributed`).
       steps / epochs: the length of the run (see above).
       batch_size, shuffle, key, order, drop_last: mini-batching (see above); `key` is a
         `jax.random.key` or an int seed.
@@ -139,6 +141,19 @@ def fit(
     spec, lrs = _schedule(schedule, tx, opt_state, spec, dtype)
     _check_memory(spec, params, dtype)
     backend = gradients.backend_of(xd, yd)
+    where = distributed.data_mesh(xd, yd)
+    if where is not None:  # row-sharded data: everything else replicated on its mesh
+        if gram is True:
+            raise ValueError(
+                "gram=True: the statistics path runs on one device, and x is row-sharded on "
+                "a mesh; pass gram='auto' or gram=False to train the sharded data directly."
+            )
+        gram = False
+        spec = dataclasses.replace(spec, data_mesh=where)
+        params, opt_state, order_arr, key_arr, lrs = distributed.replicate(
+            (params, opt_state, order_arr, key_arr, lrs), where
+        )
+        objective = distributed.replicate(objective, where)
     stats = gram_path.choose(
         gram, objective, params, data, dtype, full_batch=spec.mode == "full", steps=spec.steps
     )

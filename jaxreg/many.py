@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg import gradients, optim
+from jaxreg import distributed, gradients, optim
 from jaxreg.fitting import DivergenceError, FitResult, boundary
 from jaxreg.loop import program
 from jaxreg.loop.spec import LoopSpec, positive_int
@@ -73,7 +73,8 @@ def fit_many(
       params: a pytree whose leaves have a leading model axis M (e.g. `Params` with
         weight (M, out, in) and bias (M, out)). Build it with `jax.vmap(jr.linear.init)`.
       x: (M, n, in) inputs, or a `jaxreg.Dataset` of them; y: (M, n, out) targets (same n
-        for every model).
+        for every model). Rows may be sharded over a mesh axis (`PartitionSpec(None,
+        "data")` for x and y): each model trains data-parallel (`jaxreg.distributed`).
       steps: updates per model.
       opt_state: per-model optimizer states (leading axis M); default
         `jax.vmap(tx.init)(params)`. Its hyperparameters are `tx`'s (`jaxreg.optim.adopt`).
@@ -96,6 +97,10 @@ def fit_many(
         opt_state = jax.vmap(tx.init)(params)
     else:
         opt_state = optim.adopt(tx, params, opt_state, batched=True)
+    where = distributed.data_mesh(xd, yd, row_dim=1)
+    if where is not None:  # rows sharded: params and states replicated on the mesh
+        params, opt_state = distributed.replicate((params, opt_state), where)
+        objective = distributed.replicate(objective, where)
     spec = LoopSpec(steps, xd.shape[1], 1, 0, "full", record=bool(record_history))
     backend = gradients.backend_of(xd, yd)
     p, s, losses, history = _run(

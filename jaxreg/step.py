@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from jaxreg import _checks, gradients, optim
+from jaxreg import _checks, distributed, gradients, optim
 from jaxreg.dataset import Dataset
 from jaxreg.objective import as_objective
 
@@ -108,7 +108,9 @@ class Step:
     `step(params, opt_state, x, y) -> (params, opt_state, loss)`, or `step(params, opt_state,
     dataset)`. The data is validated and converted once per `Dataset`; given arrays, the
     step keeps the last `Dataset` it built and reuses it while the same jax arrays come
-    back (jax arrays are immutable; NumPy arrays are checked on every call). The optimizer
+    back (jax arrays are immutable; NumPy arrays are checked on every call). Row-sharded
+    x and y train data-parallel with params and state replicated on their mesh
+    (`jaxreg.distributed`). The optimizer
     passed to `make_step` is the one that trains (`jaxreg.optim.adopt`). `step.record(...)`
     returns the whole `StepRecord`; `step.jitted` is the raw jitted function
     `(params, opt_state, x, y)` for use inside your own `jax.jit`/`vmap` (no checks there).
@@ -146,6 +148,9 @@ class Step:
         data = self._data(x, y)
         xd, yd = data.arrays(dtype)
         opt_state = optim.adopt(self.tx, params, opt_state, cache=self._adopt_cache)
+        where = distributed.data_mesh(xd, yd)
+        if where is not None:  # row-sharded data: params and state replicated on its mesh
+            params, opt_state = distributed.replicate((params, opt_state), where)
         if self.donate:
             params, opt_state = _donatable(params, opt_state)
         return params, opt_state, xd, yd, gradients.backend_of(xd, yd)

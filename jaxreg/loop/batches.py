@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxreg import gradients
+from jaxreg.distributed import DataMesh
 from jaxreg.loop.spec import LoopSpec
 
 __all__ = [
@@ -105,14 +107,28 @@ def epoch_rows(spec: LoopSpec, n: int, epoch: Any, order: Any, key: Any, *, back
     return None
 
 
-def batch_rows(x: Any, rows: Any, start: Any, size: int):
+def batch_rows(x: Any, rows: Any, start: Any, size: int, *, where: DataMesh | None = None):
     """Rows `start:start + size` of the epoch (`size` static, `start` traced) of `x`: a
-    slice of `x` when `rows` is None (rows in order), else `x[rows[start:start + size]]`."""
-    if rows is None:
+    slice of `x` when `rows` is None (rows in order), else `x[rows[start:start + size]]`.
+
+    For row-sharded `x` (`where`, its `DataMesh`), a gather whose result every device
+    holds: each device takes the batch's rows it has and one all-reduce of the batch
+    completes them (a dynamic slice of sharded rows would all-gather the whole of `x`).
+    """
+    if rows is None and where is None:
         return jax.lax.dynamic_slice_in_dim(x, start, size)
-    idx = jax.lax.dynamic_slice_in_dim(rows, start, size)
+    if rows is None:
+        idx = start + jnp.arange(size, dtype=jnp.result_type(start))
+    else:
+        idx = jax.lax.dynamic_slice_in_dim(rows, start, size)
     # Every index is in 0..n-1 (a permutation, or an order checked by `check_order`).
-    return x.at[idx].get(mode="promise_in_bounds")
+    if where is None:
+        return x.at[idx].get(mode="promise_in_bounds")
+    if where.explicit:
+        return x.at[idx].get(mode="promise_in_bounds", out_sharding=where.replicated)
+    return jax.lax.with_sharding_constraint(
+        x.at[idx].get(mode="promise_in_bounds"), where.replicated
+    )
 
 
 def batch_indices(

@@ -86,9 +86,9 @@ def run(
             # The batch's rows are taken here, inside the step: never all of x permuted.
             i, lr = inputs
             start = i * size
-            return step(
-                carry, (batch_rows(x, rows, start, size), batch_rows(y, rows, start, size), lr)
-            )
+            xb = batch_rows(x, rows, start, size, where=spec.data_mesh)
+            yb = batch_rows(y, rows, start, size, where=spec.data_mesh)
+            return step(carry, (xb, yb, lr))
 
         outs = []
         if spec.n_full:  # none when batch_size > n: only the smaller last batch
@@ -97,7 +97,7 @@ def run(
             outs.append(out)
         if spec.remainder:
             cut, rem = spec.n_full * size, spec.remainder
-            last = (batch_rows(x, rows, cut, rem), batch_rows(y, rows, cut, rem))
+            last = tuple(batch_rows(a, rows, cut, rem, where=spec.data_mesh) for a in (x, y))
             carry, tail = step(carry, (*last, None if batch_lrs is None else batch_lrs[-1]))
             outs.append(jax.tree.map(lambda a: a[None], tail))
         return carry, jax.tree.map(lambda *a: jnp.concatenate(a), *outs)

@@ -1,0 +1,140 @@
+"""Two JAX processes over gloo on localhost, started by `python -m jaxreg.launch`: each
+loads only its rows of a `.npy` file (`load_npy_rows`), and the sharded full-batch fit
+equals the one-process fit within the trajectory bound of tests/test_distributed.py
+(`sum_error_bound` per step, propagated by plain SGD with lr = 1 / lambda_max).
+Every wait is bounded (launcher --timeout, subprocess timeout, initialize's timeout_s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+
+import jaxreg as jr
+from jaxreg import distributed, launch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+T = 10  # steps
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    import jaxreg as jr
+    from jaxreg import distributed
+
+    distributed.initialize(timeout_s=60)
+    xs_path, ys_path, out, lr, steps = sys.argv[1:6]
+    rows = distributed.row_sharding()
+    x = distributed.load_npy_rows(xs_path, rows)
+    y = distributed.load_npy_rows(ys_path, rows)
+    assert jax.process_count() == 2 and not x.is_fully_addressable
+    p = jr.linear.Params(np.full((2, 5), 0.1), np.zeros(2))
+    loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
+    r = jr.fit(loss_fn, jr.optim.sgd(float(lr)), p, x, y, steps=int(steps))
+    if jax.process_index() == 0:
+        with open(out, "w") as f:
+            json.dump({"losses": r.losses.tolist(),
+                       "params": [np.asarray(a).tolist() for a in r.params]}, f)
+    """
+)
+
+
+def _problem(n=1024, d=5, out=2):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, size=d) + 1.0
+    y = x @ rng.normal(size=(d, out)) + 0.3 * rng.normal(size=(n, out))
+    return x, y
+
+
+def _trajectory_bound(x, y, history, p0, lr, lam):
+    """||dtheta_T|| bound of tests/test_distributed.py for float64, plain SGD on mse."""
+    u = np.finfo(np.float64).eps / 2
+    n, out = y.shape
+    thetas = [np.concatenate([np.ravel(a) for a in p0])]
+    thetas += [np.concatenate([np.ravel(h[t]) for h in history]) for t in range(T)]
+    dtheta = 0.0
+    for t in range(T):
+        w, b = thetas[t][:10].reshape(2, 5), thetas[t][10:]
+        r = np.abs(x @ w.T + b - y)
+        bw = distributed.sum_error_bound(n, 2 / (n * out) * (r.T @ np.abs(x)), np.float64)
+        bb = distributed.sum_error_bound(n, 2 / (n * out) * r.sum(0), np.float64)
+        dtheta += lr * np.linalg.norm(np.concatenate([bw.ravel(), bb]))
+        dtheta += 4 * u * np.linalg.norm(thetas[t + 1])
+    return dtheta
+
+
+def test_two_process_fit_equals_one_process_fit(tmp_path):
+    x, y = _problem()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    xt = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    lam = 2 / y.size * np.linalg.norm(xt, 2) ** 2
+    lr = float(1 / lam)
+    (tmp_path / "worker.py").write_text(WORKER)
+    out = tmp_path / "out.json"
+    cmd = [sys.executable, "-m", "jaxreg.launch", "-n", "2", "--timeout", "240"]
+    cmd += [str(tmp_path / "worker.py"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")]
+    cmd += [str(out), repr(lr), str(T)]
+    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": ROOT}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(out.read_text())
+
+    p0 = jr.linear.Params(np.full((2, 5), 0.1), np.zeros(2))
+    loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
+    ref = jr.fit(loss_fn, jr.optim.sgd(lr), p0, x, y, steps=T)
+    history = [np.asarray(h) for h in ref.history]
+    bound = _trajectory_bound(x, y, history, [np.asarray(a) for a in p0], lr, lam)
+    diff = np.linalg.norm(
+        np.concatenate([np.ravel(g) for g in got["params"]])
+        - np.concatenate([np.ravel(np.asarray(a)) for a in ref.params])
+    )
+    assert diff <= bound, (diff, bound)
+    assert np.all(np.isfinite(got["losses"])) and len(got["losses"]) == T
+
+
+def test_unreachable_coordinator_is_a_clear_bounded_error(tmp_path):
+    script = tmp_path / "join.py"
+    port = launch.free_port()  # nobody listens there
+    script.write_text(
+        "from jaxreg import distributed\n"
+        f"distributed.initialize('127.0.0.1:{port}', 2, 1, timeout_s=2)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0
+    assert "ConnectionError" in proc.stderr and f"127.0.0.1:{port}" in proc.stderr
+    assert "could not be reached within 2 s" in proc.stderr
+
+
+def test_launcher_exits_with_the_first_failure(tmp_path):
+    script = tmp_path / "fail.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "if os.environ['JAXREG_PROCESS_ID'] == '1': sys.exit(7)\n"
+        "time.sleep(60)\n"  # process 0 would wait: the launcher stops it
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxreg.launch", "-n", "2", "--timeout", "50", str(script)],
+        env={**os.environ, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 7, proc.stderr
+
+
+def test_process_rows_single_process():
+    rows = distributed.row_sharding()
+    assert distributed.process_rows(8, rows) == range(0, 8)
+    assert jax.process_count() == 1
