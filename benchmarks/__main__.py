@@ -11,6 +11,13 @@ second, the ratio to the torch eager loop measured in the same run, the one-off 
 the first call (compilation), and for the large problems the share of the one-read floor
 (bytes of X / the read bandwidth measured at the start of the run).
 
+With the large size (and, shrunk, in --smoke) three more sections, on 1e6 x 32 float32
+linear regression: one shuffled mini-batch SGD epoch (batch 256 and 4096) of `jr.fit`
+against torch's DataLoader loop and a randperm+index loop; the least-squares Gram path
+(`gram=True`, 1000 steps, the precompute counted) per step against torch eager; and the
+peak memory of each fit over a process holding X, each in a fresh process
+(benchmarks/memory.py; CPU only).
+
 Every option is checked before anything runs (a bad value, an output path that cannot be
 written, a plot format matplotlib cannot write: exit status 2). Output files are written
 atomically. Exit status 74: an output could not be written; 141: standard output closed
@@ -32,7 +39,7 @@ import jaxlib
 import numpy as np
 
 import jaxreg
-from benchmarks import cases, plot, roofline
+from benchmarks import cases, memory, plot, roofline
 from benchmarks.timing import measure
 from jaxreg import cli, files
 
@@ -46,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "gpu" and not meta["gpu"]["torch"] and not meta["gpu"]["jax"]:
         print("No GPU here (torch.cuda and jax see none): nothing to run, skipped.")
         results = {"meta": meta, "skipped": "no GPU", "rows": [], "many": [], "targets": []}
+        results |= {"minibatch": [], "gram": [], "memory": []}
         _write(results, args)
         return 0
     problems = cases.problems(args.sizes, smoke=args.smoke)
@@ -61,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{f['floor_s'] * 1e3:.2f} ms ({f['bandwidth_gb_s']:.1f} GB/s)",
                 flush=True,
             )
-    rows = []
+    extra = "large" in args.sizes or args.smoke  # the 1e6 x 32 sections (tiny in --smoke)
+    gram_problem = None
+    if extra and not args.no_gram:
+        gram_problem = max((p for p in problems if p.model == "linear"), key=lambda p: p.n * p.d)
+    rows, gram = [], []
     for p in problems:
         data = cases.make_data(p)
         reference = None
@@ -77,9 +89,16 @@ def main(argv: list[str] | None = None) -> int:
                 row["x_torch_eager"] = reference["median"] / row["timing"]["median"]
             rows.append(row)
             _print_row(row)
+        if p is gram_problem:
+            gram.append(_gram_row(p, data, args, reference))
+        del data
+    minibatch = _minibatch(args) if extra and not args.no_minibatch else []
+    mem = []
+    if extra and not args.no_memory and args.device == "cpu":
+        mem = _memory(args)
     many = [] if args.no_many else _many(args)
     results = {"meta": meta, "floors": {f"{k[0]}x{k[1]}": v for k, v in floors.items()}}
-    results |= {"rows": rows, "many": many}
+    results |= {"rows": rows, "many": many, "minibatch": minibatch, "gram": gram, "memory": mem}
     results["targets"] = targets(results)
     print()
     print(markdown(results))
@@ -118,6 +137,123 @@ def _row(p, name, make, data, args, floor) -> dict:
         row["error"] = f"{type(e).__name__}: {e}"
         traceback.print_exc()
     return row
+
+
+def _gram_row(p, data, args, reference) -> dict:
+    """`jr.fit(..., gram=True)`, 1000 steps a call on a fresh Dataset (the precompute
+    counted), per step against the torch eager loop of the same problem in this run."""
+    row = {"problem": p.name, "backend": cases.GRAM_BACKEND, "n": p.n, "d": p.d}
+    try:
+        runner = cases.gram_fit(p, data, args.device)
+        t = measure(
+            runner.run,
+            sync=runner.sync,
+            work=runner.work,
+            repeats=3 if args.smoke else (5 if args.quick else 15),
+            warmup=1,
+            max_seconds=2 if args.smoke else (6 if args.quick else 20),
+        )
+        row["timing"] = t.as_dict()
+        row["steps_per_call"] = runner.work
+        row["note"] = runner.note
+        if reference:
+            row["x_torch_eager"] = reference["median"] / t.median
+    except Exception as e:
+        row["error"] = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+    t = row.get("timing")
+    if t:
+        ratio = f"  x{row['x_torch_eager']:.3g} vs eager" if "x_torch_eager" in row else ""
+        print(
+            f"{p.name:28s} {row['backend']:18s} {_fmt_time(t['median']):>10s}/step "
+            f"({_fmt_time(t['median'] * t['work'])} a {t['work']}-step call, precompute "
+            f"counted)" + ratio,
+            flush=True,
+        )
+    else:
+        print(f"{p.name:28s} {row['backend']:18s} {row.get('error')}", flush=True)
+    return row
+
+
+def _minibatch(args) -> list[dict]:
+    """One shuffled epoch per timed call, each batch size: jr.fit against the torch loops.
+
+    The DataLoader epoch takes ~5 s (b=256) to ~12 s (b=4096) at 1e6 x 32 on 2 cores: it is
+    timed fewer times (the note says how many)."""
+    mp = cases.minibatch_problem(args.smoke)
+    data = cases.linear_data(mp.n, mp.d)
+    out = []
+    for b in mp.batch_sizes:
+        reference = {}
+        for name, make in cases.MINIBATCH_BACKENDS.items():
+            row = {"problem": mp.name, "backend": name, "batch": b, "n": mp.n, "d": mp.d}
+            slow = name == cases.TORCH_LOADER and not args.smoke
+            reps = 3 if args.smoke else (1 if slow and args.quick else 2 if slow else 5)
+            jax_side = name.startswith("jaxreg")
+            try:
+                dev = _torch_device(args.device) if "torch" in name else args.device
+                runner = make(mp, data, b, dev)
+                t = measure(
+                    runner.run,
+                    sync=runner.sync,
+                    work=runner.work,
+                    repeats=reps,
+                    warmup=1 if jax_side else 0,
+                    max_seconds=2 if args.smoke else (6 if args.quick else 20),
+                )
+                row["timing"] = t.as_dict()
+                untimed = 2 if jax_side else 1
+                row["note"] = f"{t.repeats} timed epoch(s) after {untimed} untimed"
+                reference[name] = t.median
+                for ref in (cases.TORCH_LOADER, cases.TORCH_RANDPERM):
+                    if ref in reference and ref != name:
+                        row[f"x_{ref}"] = reference[ref] / t.median
+            except Exception as e:
+                row["error"] = f"{type(e).__name__}: {e}"
+                traceback.print_exc()
+            out.append(row)
+            t = row.get("timing")
+            ratios = "".join(
+                f"  x{row[f'x_{r}']:.3g} vs {r}"
+                for r in (cases.TORCH_LOADER, cases.TORCH_RANDPERM)
+                if f"x_{r}" in row
+            )
+            print(
+                f"{mp.name:28s} b={b:<5d} {name:22s} "
+                + (
+                    f"{_fmt_time(t['median']):>10s}/epoch ({row['note']})" + ratios
+                    if t
+                    else row.get("error", "")
+                ),
+                flush=True,
+            )
+    return out
+
+
+def _memory(args) -> list[dict]:
+    """Peak RSS of each fit over a process holding X, one fresh process each (memory.py)."""
+    mp = cases.minibatch_problem(args.smoke)
+    out = []
+    for config in memory.configurations(mp, smoke=args.smoke):
+        row = {"problem": mp.name, **config}
+        try:
+            row |= memory.measure(config, mp.n, mp.d)
+        except Exception as e:
+            row["error"] = f"{type(e).__name__}: {e}"
+        out.append(row)
+        batch = f"b={row['batch']}" if row.get("batch") else "full batch"
+        if "error" in row:
+            print(f"{mp.name:28s} {row['backend']:22s} {batch:10s} {row['error']}", flush=True)
+            continue
+        x = row["x_bytes"]
+        print(
+            f"{mp.name:28s} {row['backend']:22s} {batch:10s} peak "
+            f"{row['peak_extra'] / x:5.2f} X over the process holding X "
+            f"({_fmt_bytes(row['peak_extra'])}); the call's own "
+            f"{row['call_extra'] / x:.2f} X; first call {row['first_extra'] / x:.2f} X",
+            flush=True,
+        )
+    return out
 
 
 def _many(args) -> list[dict]:
@@ -166,6 +302,10 @@ def _fmt_time(s: float) -> str:
     if s < 1:
         return f"{s * 1e3:.3g} ms"
     return f"{s:.3g} s"
+
+
+def _fmt_bytes(b: float) -> str:
+    return f"{b / 2**20:.0f} MiB" if abs(b) >= 2**20 else f"{b / 2**10:.0f} KiB"
 
 
 def _print_row(row: dict) -> None:
@@ -230,11 +370,80 @@ def markdown(results: dict) -> str:
                 f"| {r['problem']} | {r['backend']} | {_fmt_time(t['median'])} | "
                 f"{f'{a:.3g}' if a else ''} | {f'{b:.3g}' if b else ''} | {r.get('note', '')} |"
             )
+    lines += _markdown_extra(results)
     if results.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         for tg in results["targets"]:
             lines.append(f"| {tg['target']} | {tg['measured']} | {'yes' if tg['met'] else 'NO'} |")
     return "\n".join(lines)
+
+
+def _markdown_extra(results: dict) -> list[str]:
+    """The mini-batch, Gram path and peak memory tables (those the run has)."""
+    lines = []
+    loader, perm = cases.TORCH_LOADER, cases.TORCH_RANDPERM
+    if results.get("minibatch"):
+        lines += [
+            "",
+            "| mini-batch SGD, one shuffled epoch | batch | backend | per epoch | IQR | "
+            f"× {loader} | × {perm} | timed |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in results["minibatch"]:
+            t = r.get("timing")
+            head = f"| {r['problem']} | {r['batch']} | {r['backend']} |"
+            if t is None:
+                lines.append(f"{head} n/a | | | | {r.get('error', '')[:120]} |")
+                continue
+            a, b = r.get(f"x_{loader}"), r.get(f"x_{perm}")
+            lines.append(
+                f"{head} {_fmt_time(t['median'])} | {_fmt_time(t['q1'])} – "
+                f"{_fmt_time(t['q3'])} | {f'{a:.3g}' if a else ''} | {f'{b:.3g}' if b else ''} "
+                f"| {r['note']} |"
+            )
+    if results.get("gram"):
+        lines += [
+            "",
+            "| least squares, Gram path | backend | steps a call | per call | per step | "
+            "× torch eager per step | note |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in results["gram"]:
+            t = r.get("timing")
+            if t is None:
+                lines.append(f"| {r['problem']} | {r['backend']} | n/a | | | | {r.get('error')} |")
+                continue
+            x = r.get("x_torch_eager")
+            lines.append(
+                f"| {r['problem']} | {r['backend']} | {t['work']} | "
+                f"{_fmt_time(t['median'] * t['work'])} | {_fmt_time(t['median'])} | "
+                f"{f'{x:.3g}' if x else ''} | {r.get('note', '')} |"
+            )
+    if results.get("memory"):
+        lines += [
+            "",
+            "Peak memory: each fit in a fresh process; the peak RSS during its second call "
+            "over the RSS of the process holding X (after the same fit on 1024 rows, so that "
+            "library pages and thread pools are in the baseline), in multiples of X's size "
+            '(benchmarks/memory.py). "the call\'s own": over the RSS just before that call.',
+            "",
+            "| peak memory | backend | batch | X | peak over X-holding process | × X | "
+            "bytes/row | the call's own, × X | first call, × X |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in results["memory"]:
+            batch = r.get("batch") or "full"
+            head = f"| {r['problem']} | {r['backend']} | {batch} |"
+            if "error" in r:
+                lines.append(f"{head} | n/a | | | | {r['error'][:120]} |")
+                continue
+            x = r["x_bytes"]
+            lines.append(
+                f"{head} {_fmt_bytes(x)} | {_fmt_bytes(r['peak_extra'])} | "
+                f"{r['peak_extra'] / x:.2f} | {r['peak_extra'] / r['n']:.0f} | "
+                f"{r['call_extra'] / x:.2f} | {r['first_extra'] / x:.2f} |"
+            )
+    return lines
 
 
 def targets(results: dict) -> list[dict]:
@@ -299,6 +508,7 @@ def targets(results: dict) -> list[dict]:
                     "met": s >= 0.75,
                 }
             )
+    out += _targets_extra(results)
     for r in results.get("many", []):
         if r["backend"].startswith("jaxreg") and r.get("timing"):
             a = r.get("x_torch loop over models", 0)
@@ -317,6 +527,58 @@ def targets(results: dict) -> list[dict]:
                     "met": b > 1,
                 }
             )
+    return out
+
+
+def _targets_extra(results: dict) -> list[dict]:
+    """The issue's mini-batch, Gram path and memory targets."""
+    out = []
+    rows = [r for r in results.get("minibatch", []) if r["backend"].startswith("jaxreg")]
+    sizes = sorted({r["batch"] for r in rows})
+    for r in rows:
+        if r["batch"] == sizes[0] and f"x_{cases.TORCH_LOADER}" in r:
+            x = r[f"x_{cases.TORCH_LOADER}"]
+            out.append(
+                {
+                    "target": f"mini-batch b={r['batch']} ≥10× torch DataLoader, {r['problem']}",
+                    "measured": f"{x:.1f}×",
+                    "met": x >= 10,
+                }
+            )
+        if r["batch"] == sizes[-1] and f"x_{cases.TORCH_RANDPERM}" in r:
+            x = r[f"x_{cases.TORCH_RANDPERM}"]
+            out.append(
+                {
+                    "target": f"mini-batch b={r['batch']} faster than torch randperm+index, "
+                    f"{r['problem']}",
+                    "measured": f"{x:.2f}×",
+                    "met": x > 1,
+                }
+            )
+    for r in results.get("gram", []):
+        if "x_torch_eager" in r:
+            x = r["x_torch_eager"]
+            out.append(
+                {
+                    "target": "Gram path ≥100× torch eager per step over a 1000-step fit, "
+                    f"counting the precompute, {r['problem']}",
+                    "measured": f"{x:.0f}×",
+                    "met": x >= 100,
+                }
+            )
+    if results["meta"].get("mode") != "smoke":  # a tiny X is lost in the RSS's noise
+        for r in results.get("memory", []):
+            if r["backend"].startswith("jaxreg") and "peak_extra" in r:
+                x = r["peak_extra"] / r["x_bytes"]
+                batch = f"b={r['batch']}" if r.get("batch") else "full batch"
+                out.append(
+                    {
+                        "target": f"peak ≤ X + O(n) (extra < 1× X: no copy of X), "
+                        f"{r['problem']}, {r['backend']}, {batch}",
+                        "measured": f"{x:.2f}× X",
+                        "met": x < 1,
+                    }
+                )
     return out
 
 
@@ -383,6 +645,20 @@ def _parse(argv):
     )
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     ap.add_argument("--no-many", action="store_true", help="skip the many-models benchmark")
+    ap.add_argument(
+        "--no-minibatch",
+        action="store_true",
+        help="skip the mini-batch epoch benchmark (runs with the large size; the torch "
+        "DataLoader epochs alone take about a minute)",
+    )
+    ap.add_argument(
+        "--no-gram", action="store_true", help="skip the Gram path (least squares) benchmark"
+    )
+    ap.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-memory measurements (a fresh process each; CPU only)",
+    )
     args = ap.parse_args(argv)
     if args.smoke:
         args.sizes = ["tutorial", "middle"]

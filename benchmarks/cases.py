@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -349,3 +350,141 @@ MANY_BACKENDS = {
     "torch bmm (batched)": many_torch_bmm,
     "jaxreg fit_many (vmap)": many_jax,
 }
+
+
+# ------------------------------------------------------------------- mini-batch SGD
+
+
+@dataclasses.dataclass(frozen=True)
+class MiniBatchProblem:
+    """Linear + MSE + SGD over shuffled mini-batches, one epoch per timed call."""
+
+    n: int
+    d: int
+    batch_sizes: tuple[int, ...]
+    lr: float = 0.01
+
+    @property
+    def name(self) -> str:
+        return f"linear n={self.n} d={self.d}"
+
+    @property
+    def bytes_x(self) -> int:
+        return self.n * self.d * 4
+
+
+def minibatch_problem(smoke: bool = False) -> MiniBatchProblem:
+    if smoke:
+        return MiniBatchProblem(2000, 4, (16, 256))
+    return MiniBatchProblem(1_000_000, 32, (256, 4096))
+
+
+def linear_data(n: int, d: int, seed: int = 0) -> Data:
+    """Linear-regression data as `make_data` makes it, with NumPy only (no torch import):
+    built in place, without a float64 or second copy of X on the way; initial parameters
+    drawn as `nn.Linear` draws them (uniform in +-1/sqrt(d))."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((n, d), np.float32)
+    for s in range(0, n, 65_536):
+        x[s : s + 65_536] = rng.standard_normal((min(65_536, n - s), d), dtype=np.float32)
+    w_true = rng.standard_normal((d, 1), dtype=np.float32) / np.float32(np.sqrt(d))
+    y = x @ w_true + np.float32(0.5)
+    y += np.float32(0.1) * rng.standard_normal((n, 1), dtype=np.float32)
+    bound = 1 / np.sqrt(d)
+    weight = rng.uniform(-bound, bound, (1, d)).astype(np.float32)
+    bias = rng.uniform(-bound, bound, (1,)).astype(np.float32)
+    return Data(x, y, weight, bias)
+
+
+def minibatch_jax(mp: MiniBatchProblem, data: Data, batch: int, device: str) -> Runner:
+    """`jr.fit(..., jr.Dataset(x, y), epochs=1, batch_size=b, key=k)`: one shuffled epoch
+    per call on a Dataset built once, a new key each call (a traced argument: compiled
+    once, on the first call)."""
+    dev = _jax_device(device)
+    x, y = jax.device_put(data.x, dev), jax.device_put(data.y, dev)
+    params = jax.device_put(jr.linear.Params(data.weight, data.bias), dev)
+    loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
+    tx = jr.optim.sgd(mp.lr)
+    dataset = jr.Dataset(x, y)
+    calls = iter(range(2**31))
+
+    def run():
+        key = jax.random.key(next(calls))
+        return jr.fit(loss_fn, tx, params, dataset, epochs=1, batch_size=batch, key=key).params
+
+    return Runner(run, jax_sync, 1)
+
+
+def _torch_minibatch(mp: MiniBatchProblem, data: Data, batch: int, device: str, loader: bool):
+    import torch
+
+    x = torch.from_numpy(data.x).to(device)
+    y = torch.from_numpy(data.y).to(device)
+    w0, b0 = torch.from_numpy(data.weight), torch.from_numpy(data.bias)
+    model = torch.nn.Linear(mp.d, 1).to(device)
+    f = torch.nn.functional
+    batches = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, y), batch_size=batch, shuffle=True
+    )
+
+    def epoch():
+        if loader:
+            return batches
+        idx = torch.randperm(mp.n, device=device)
+        return ((x[j], y[j]) for j in (idx[s : s + batch] for s in range(0, mp.n, batch)))
+
+    def run():
+        with torch.no_grad():  # every epoch from the same parameters, as jr.fit's
+            model.weight.copy_(w0)
+            model.bias.copy_(b0)
+        opt = torch.optim.SGD(model.parameters(), lr=mp.lr)
+        for xb, yb in epoch():
+            opt.zero_grad()
+            loss = f.mse_loss(model(xb), yb)
+            loss.backward()
+            opt.step()
+        return loss
+
+    return Runner(run, torch_sync(device), 1)
+
+
+def minibatch_torch_loader(mp: MiniBatchProblem, data: Data, batch: int, device: str) -> Runner:
+    """The tutorial loop: `DataLoader(TensorDataset(X, Y), batch_size=b, shuffle=True)`,
+    nn.Linear, F.mse_loss, optim.SGD; zero_grad/backward/step per batch."""
+    return _torch_minibatch(mp, data, batch, device, loader=True)
+
+
+def minibatch_torch_randperm(mp: MiniBatchProblem, data: Data, batch: int, device: str) -> Runner:
+    """The same loop over one `torch.randperm(n)` per epoch and `X[idx[i:i+b]]` per batch."""
+    return _torch_minibatch(mp, data, batch, device, loader=False)
+
+
+TORCH_LOADER = "torch DataLoader"
+TORCH_RANDPERM = "torch randperm+index"
+MINIBATCH_BACKENDS: dict[str, Callable[[MiniBatchProblem, Data, int, str], Runner]] = {
+    TORCH_LOADER: minibatch_torch_loader,
+    TORCH_RANDPERM: minibatch_torch_randperm,
+    "jaxreg fit (epochs=1)": minibatch_jax,
+}
+
+
+# --------------------------------------------------------- least squares, Gram path
+
+GRAM_STEPS = 1000
+GRAM_BACKEND = "jaxreg fit gram=True"
+
+
+def gram_fit(p: Problem, data: Data, device: str, steps: int = GRAM_STEPS) -> Runner:
+    """`jr.fit(..., gram=True)`, `steps` full-batch steps from the sufficient statistics,
+    on a fresh `jr.Dataset` each call: the statistics' precompute (one pass over X) is
+    inside every timed call, not cached from an earlier one."""
+    jr_, x, y, params, loss_fn, tx = _jax_setup(p, data, device)
+
+    def run():
+        with warnings.catch_warnings():
+            # gram=True in float32 warns (PrecisionWarning) that the loss it reports is less
+            # accurate than the plain path's; this measures speed, tests/test_gram.py accuracy.
+            warnings.simplefilter("ignore", jr_.PrecisionWarning)
+            return jr_.fit(loss_fn, tx, params, jr_.Dataset(x, y), steps=steps, gram=True).params
+
+    return Runner(run, jax_sync, steps, note="fresh Dataset each call: precompute counted")

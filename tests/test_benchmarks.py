@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from benchmarks import timing
+from benchmarks import cases, memory, timing
 
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
@@ -68,7 +69,77 @@ def test_smoke_run_writes_json_markdown_and_png(tmp_path):
     }
     assert results["targets"]
     assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| problem | backend |" in out["md"].read_text()
+    md = out["md"].read_text()
+    assert "| problem | backend |" in md
+    check_minibatch(results["minibatch"])
+    check_gram(results["gram"], results["rows"])
+    check_memory(results["memory"])
+    for header in ("| mini-batch SGD, one shuffled epoch |", "| least squares, Gram path |"):
+        assert header in md
+    assert "| peak memory |" in md
+    names = [t["target"] for t in results["targets"]]
+    assert any("≥10× torch DataLoader" in n for n in names)
+    assert any("faster than torch randperm+index" in n for n in names)
+    assert any(n.startswith("Gram path ≥100× torch eager per step") for n in names)
+    assert "mini-batch SGD" in proc.stdout and "gram=True" in proc.stdout
+
+
+def check_minibatch(rows):
+    mp = cases.minibatch_problem(smoke=True)
+    assert {(r["backend"], r["batch"]) for r in rows} == {
+        (name, b) for name in cases.MINIBATCH_BACKENDS for b in mp.batch_sizes
+    }
+    for r in rows:
+        assert "timing" in r, r
+        assert 0 < r["timing"]["median"] < 10 and r["timing"]["work"] == 1
+        assert "timed epoch" in r["note"]
+        if r["backend"].startswith("jaxreg"):
+            for ref in (cases.TORCH_LOADER, cases.TORCH_RANDPERM):
+                assert 0 < r[f"x_{ref}"] < 1e4
+
+
+def check_gram(rows, full_batch_rows):
+    (row,) = rows
+    assert row["backend"] == cases.GRAM_BACKEND and "timing" in row, row
+    assert row["timing"]["work"] == row["steps_per_call"] == cases.GRAM_STEPS
+    eager = {r["problem"]: r for r in full_batch_rows if r["backend"] == "torch eager"}
+    assert row["problem"] in eager  # the ratio is against the same problem's eager loop
+    ratio = eager[row["problem"]]["timing"]["median"] / row["timing"]["median"]
+    assert row["x_torch_eager"] == pytest.approx(ratio)
+
+
+def check_memory(rows):
+    assert {r["backend"] for r in rows} >= {"jaxreg fit", "jaxreg fit (epochs=1)"}
+    for r in rows:
+        assert "error" not in r, r
+        assert r["x_bytes"] == r["n"] * r["d"] * 4
+        assert r["baseline_bytes"] > r["x_bytes"]
+        # the steady call's own peak is part of the peak over the baseline (up to pages
+        # the allocators gave back between the calls)
+        assert 0 <= r["call_extra"] <= r["peak_extra"] + 2**22
+        assert r["first_extra"] > -(2**24) and r["peak_extra"] < 2**30
+        assert r["method"]
+
+
+def test_peak_sees_an_allocation_that_is_gone_when_the_block_ends():
+    before = memory.rss()
+    with memory.Peak() as peak:
+        a = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        del a
+    assert peak.peak - before > 48 * 2**20
+    assert memory.rss() - before < 32 * 2**20
+
+
+def test_every_memory_configuration_names_a_backend():
+    for smoke in (False, True):
+        for config in memory.configurations(cases.minibatch_problem(smoke), smoke=smoke):
+            name = config["backend"]
+            assert (
+                name in cases.BACKENDS
+                or name in cases.MINIBATCH_BACKENDS
+                or name == cases.GRAM_BACKEND
+            )
+            assert ("batch" in config) == (name in cases.MINIBATCH_BACKENDS)
 
 
 def test_gpu_request_without_gpu_is_skipped_cleanly(tmp_path):
