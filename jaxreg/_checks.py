@@ -42,11 +42,21 @@ def warn_if_float64_truncated(name: str, x: Any) -> None:
         )
 
 
+_FLOATS = frozenset(np.dtype(d) for d in (jnp.float64, jnp.float32, jnp.bfloat16, jnp.float16))
+
+
 def float_dtype_of(tree: Any, what: str = "parameters") -> np.dtype:
     """The common float dtype of a params pytree; `TypeError` for integer or bool leaves."""
     leaves = jax.tree_util.tree_leaves(tree)
     if not leaves:
         raise ValueError(f"the {what} pytree has no arrays in it")
+    first = getattr(leaves[0], "dtype", None)
+    if first in _FLOATS:  # the common case, cheaply (a step calls this every time)
+        for leaf in leaves[1:]:
+            if getattr(leaf, "dtype", None) != first:
+                break
+        else:
+            return first
     dtypes = {
         np.dtype(leaf.dtype if hasattr(leaf, "dtype") else jnp.result_type(leaf)) for leaf in leaves
     }

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreg import _checks
+from jaxreg import _checks, distributed, gradients
 from jaxreg.gradients import gram
 
 __all__ = ["Dataset", "as_dataset"]
@@ -58,6 +58,7 @@ class Dataset:
         self._converted: dict[Any, tuple[Any, Any]] = {}
         self._ranges_checked: set[tuple[float, float]] = set()
         self._statistics: dict[tuple[Any, bool], gram.Statistics] = {}
+        self._placed: dict[Any, tuple[Any, Any, Any, str]] = {}
 
     @property
     def n(self) -> int:
@@ -74,6 +75,17 @@ class Dataset:
         if got is None:
             got = (_convert("x", self.x, dtype), _convert("y", self.y, dtype))
             self._converted[dtype] = got
+        return got
+
+    def placed(self, dtype: Any) -> tuple[Any, Any, Any, str]:
+        """(x, y, mesh, backend) for float `dtype`: `arrays(dtype)`, the `DataMesh` of
+        row-sharded data (None on one device) and the backend the computation runs on,
+        worked out once per dtype (jax arrays are immutable; a step calls this each time)."""
+        got = self._placed.get(dtype)
+        if got is None:
+            x, y = self.arrays(dtype)
+            got = (x, y, distributed.data_mesh(x, y), gradients.backend_of(x, y))
+            self._placed[dtype] = got
         return got
 
     def statistics(self, dtype: Any, *, bias: bool) -> gram.Statistics:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg import _checks, distributed, gradients, optim
+from jaxreg import _checks, distributed, optim
 from jaxreg.dataset import Dataset, as_dataset
 from jaxreg.gradients import gram as gram_path
 from jaxreg.loop import program
@@ -121,7 +121,7 @@ def fit(
       `FitResult(params, opt_state, losses, history)`.
     """
     objective, data, dtype = boundary(loss_fn, tx, params, x, y)
-    xd, yd = data.arrays(dtype)
+    xd, yd, where, backend = data.placed(dtype)
     spec, order_arr, key_arr = loop_spec(
         data.n,
         steps=steps,
@@ -140,8 +140,6 @@ def fit(
     opt_state = tx.init(params) if opt_state is None else optim.adopt(tx, params, opt_state)
     spec, lrs = _schedule(schedule, tx, opt_state, spec, dtype)
     _check_memory(spec, params, dtype)
-    backend = gradients.backend_of(xd, yd)
-    where = distributed.data_mesh(xd, yd)
     if where is not None:  # row-sharded data: everything else replicated on its mesh
         if gram is True:
             raise ValueError(
@@ -194,8 +192,10 @@ class _Run:
         self.inputs = (x, y, order, key, lrs)
 
     def chunk(self, params, opt_state, epoch0: int, epochs: int):
-        spec = dataclasses.replace(self.spec, epochs=epochs)
-        return program.run(
+        spec = self.spec
+        if epochs != spec.epochs:
+            spec = dataclasses.replace(spec, epochs=epochs)
+        p, s, losses, history = program.run(
             self.objective,
             params,
             opt_state,
@@ -205,6 +205,7 @@ class _Run:
             spec=spec,
             backend=self.backend,
         )
+        return p, program.finish(s, opt_state, self.inputs[-1], spec, epoch0), losses, history
 
     def all(self, params, opt_state, every: int):
         total = self.spec.epochs
@@ -263,6 +264,8 @@ def _check_memory(spec: LoopSpec, params: Any, dtype: Any) -> None:
             np.size(leaf) * np.dtype(dtype).itemsize for leaf in jax.tree.leaves(params)
         )
     need = spec.steps * per_step
+    if need < 2**30:  # small enough for any machine this runs on: skip asking the OS
+        return
     have = _memory_bytes()
     if need > have:
         what = "the losses and the parameters after every step" if spec.record else "the losses"

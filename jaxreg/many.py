@@ -109,6 +109,7 @@ def fit_many(
     losses = np.asarray(losses)
     if check_finite:
         _check_models(losses, p)
+    s = program.finish(s, opt_state, None, spec, 0)  # each model's hyperparameters back
     return ManyResult(p, s, losses, history)
 
 

@@ -13,7 +13,6 @@ optimizer (optax's `lbfgs` and its line search) and a loss-driven schedule (opta
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -124,6 +123,8 @@ class Step:
         self._objective = as_objective(loss_fn)
         self._last: tuple[Any, Any, Dataset] | None = None
         self._adopt_cache: dict = {}  # for transformations that are not jaxreg's
+        self._programs: dict = {}  # (kind, backend) -> this step's jitted program
+        self._last_params: tuple[Any, Any] | None = None  # (params returned, their dtype)
         objective = self._objective
         self.jitted = jax.jit(
             lambda p, s, x, y: update(objective, tx, p, s, x, y),
@@ -144,36 +145,46 @@ class Step:
         return data
 
     def _inputs(self, params, opt_state, x, y):
-        dtype = _checks.params_dtype(params)
-        data = self._data(x, y)
-        xd, yd = data.arrays(dtype)
+        last = self._last_params
+        if last is not None and params is last[0]:
+            dtype = last[1]  # the params this step returned: their dtype is known
+        else:
+            dtype = _checks.params_dtype(params)
+        xd, yd, where, backend = self._data(x, y).placed(dtype)
         opt_state = optim.adopt(self.tx, params, opt_state, cache=self._adopt_cache)
-        where = distributed.data_mesh(xd, yd)
         if where is not None:  # row-sharded data: params and state replicated on its mesh
             params, opt_state = distributed.replicate((params, opt_state), where)
         if self.donate:
             params, opt_state = _donatable(params, opt_state)
-        return params, opt_state, xd, yd, gradients.backend_of(xd, yd)
+        return params, opt_state, xd, yd, backend
+
+    def _jitted(self, kind: str, backend: str):
+        """This step's jitted program of `kind` ("step", "donated", "record") for `backend`,
+        made on first use. The objective and the optimizer are closed over (fixed for a
+        step), so a call hashes no static arguments: it costs what a plain jit call costs."""
+        fn = self._programs.get((kind, backend))
+        if fn is None:
+            fn = _programs(self._objective, self.tx, backend)[kind]
+            self._programs[(kind, backend)] = fn
+        return fn
 
     def __call__(self, params, opt_state, x, y=None):
         params, opt_state, xd, yd, backend = self._inputs(params, opt_state, x, y)
         if self.donate:
-            new_p, new_s, loss = _step_donated(
-                self._objective, params, opt_state, xd, yd, tx=self.tx, backend=backend
-            )
+            new_p, new_s, loss = self._jitted("donated", backend)(params, opt_state, xd, yd)
+            self._last_params = (new_p, xd.dtype)
             return new_p, new_s, loss
         # The program does not return the optimizer's hyperparameters: they pass through a
         # step unchanged, and returning them costs a copy each (an output may not alias an
         # input that was not donated); the inputs are put back instead.
-        new_p, new_s, loss = _step(
-            self._objective, params, opt_state, xd, yd, tx=self.tx, backend=backend
-        )
+        new_p, new_s, loss = self._jitted("step", backend)(params, opt_state, xd, yd)
+        self._last_params = (new_p, xd.dtype)
         return new_p, optim.restore_hyperparams(new_s, opt_state), loss
 
     def record(self, params, opt_state, x, y=None) -> StepRecord:
         """The whole `StepRecord` of one step (loss, gradients, updates, params, state)."""
         params, opt_state, xd, yd, backend = self._inputs(params, opt_state, x, y)
-        return _record(self._objective, params, opt_state, xd, yd, tx=self.tx, backend=backend)
+        return self._jitted("record", backend)(params, opt_state, xd, yd)
 
 
 def _select_and_record(objective, tx, params, opt_state, x, y, backend) -> StepRecord:
@@ -181,21 +192,25 @@ def _select_and_record(objective, tx, params, opt_state, x, y, backend) -> StepR
     return step_record(objective, tx, params, opt_state, x, y, formulation=formulation)
 
 
-@functools.partial(jax.jit, static_argnames=("tx", "backend"))
-def _record(objective, params, opt_state, x, y, *, tx, backend):
-    return _select_and_record(objective, tx, params, opt_state, x, y, backend)
+def _programs(objective, tx, backend: str) -> dict:
+    """The jitted step programs of one (objective, optimizer, backend)."""
 
+    def record(p, s, x, y):
+        return _select_and_record(objective, tx, p, s, x, y, backend)
 
-@functools.partial(jax.jit, static_argnames=("tx", "backend"))
-def _step(objective, params, opt_state, x, y, *, tx, backend):
-    rec = _select_and_record(objective, tx, params, opt_state, x, y, backend)
-    return rec.params, optim.strip_hyperparams(rec.opt_state), rec.loss
+    def step(p, s, x, y):
+        rec = record(p, s, x, y)
+        return rec.params, optim.strip_hyperparams(rec.opt_state), rec.loss
 
+    def donated(p, s, x, y):
+        rec = record(p, s, x, y)
+        return rec.params, rec.opt_state, rec.loss
 
-@functools.partial(jax.jit, static_argnames=("tx", "backend"), donate_argnums=(1, 2))
-def _step_donated(objective, params, opt_state, x, y, *, tx, backend):
-    rec = _select_and_record(objective, tx, params, opt_state, x, y, backend)
-    return rec.params, rec.opt_state, rec.loss
+    return {
+        "record": jax.jit(record),
+        "step": jax.jit(step),
+        "donated": jax.jit(donated, donate_argnums=(0, 1)),
+    }
 
 
 def _donatable(params, opt_state):

@@ -23,7 +23,7 @@ from jaxreg.loop.packing import Flat
 from jaxreg.loop.spec import LoopSpec
 from jaxreg.step import step_record
 
-__all__ = ["run"]
+__all__ = ["finish", "run"]
 
 
 @functools.partial(jax.jit, static_argnames=("tx", "spec", "backend"))
@@ -45,19 +45,26 @@ def run(
     """`spec.epochs` epochs from epoch `epoch0`: (params, opt_state, losses (steps,), history).
 
     `history` is the params pytree with a leading axis of length steps (the parameters
-    after each update), or None when `spec.record` is False.
+    after each update), or None when `spec.record` is False. The returned `opt_state` has
+    no hyperparameters (`optim.strip_hyperparams`: returning inputs unchanged costs a copy
+    each); `finish(state, opt_state, lrs, spec, epoch0)` puts them back.
     """
-    flat = Flat.of(params, opt_state) if gradients.pack_carry(backend) else None
+    # The optimizer's hyperparameters do not change inside a step: they stay out of the
+    # carry (fewer kernels a step, none to unpack at the end) and are put back into the
+    # state for each step, with the learning rate the schedule gives that step.
+    stripped = optim.strip_hyperparams(opt_state)
+    flat = Flat.of(params, stripped) if gradients.pack_carry(backend) else None
     loss_dtype = jax.eval_shape(objective, params, x, y).dtype if flat else None
     packed = flat is not None and loss_dtype == flat.dtype
     unpack = flat.unravel if flat else (lambda c: c)
     pack = flat.ravel if flat else (lambda t: t)
 
-    def step(carry, batch):
-        xb, yb, lr = batch
+    def with_lr(lr):
+        return opt_state if lr is None else optim.set_lr(opt_state, lr)
+
+    def step(carry, xb, yb, state):
         p, s = unpack(carry)
-        if lr is not None:
-            s = optim.set_lr(s, lr)
+        s = optim.restore_hyperparams(s, state)
         formulation = gradients.select(objective, p, xb, yb, backend=backend)
         rec = step_record(objective, tx, p, s, xb, yb, formulation=formulation)
         if not spec.record:
@@ -69,15 +76,18 @@ def run(
             out = jnp.concatenate([carry[0][: flat.n_params], rec.loss[None]])
         else:
             out = (rec.loss, rec.params)
-        return pack((rec.params, rec.opt_state)), out
+        return pack((rec.params, optim.strip_hyperparams(rec.opt_state))), out
 
-    def epoch(carry, e):
-        if spec.schedule == "epoch":
-            p, s = unpack(carry)
-            carry = pack((p, optim.set_lr(s, lrs[e])))
+    def epoch(carry, i):
+        e = epoch0 + i
+        state = with_lr(lrs[e] if spec.schedule == "epoch" else None)
         batch_lrs = _batch_lrs(spec, lrs, e)
+
+        def at(lr):
+            return state if lr is None else optim.set_lr(state, lr)
+
         if spec.mode == "full":
-            carry, out = step(carry, (x, y, None if batch_lrs is None else batch_lrs[0]))
+            carry, out = step(carry, x, y, at(None if batch_lrs is None else batch_lrs[0]))
             return carry, jax.tree.map(lambda a: a[None], out)
         rows = epoch_rows(spec, x.shape[0], e, order, key, backend=backend)
         size = spec.batch_size
@@ -88,7 +98,7 @@ def run(
             start = i * size
             xb = batch_rows(x, rows, start, size, where=spec.data_mesh)
             yb = batch_rows(y, rows, start, size, where=spec.data_mesh)
-            return step(carry, (xb, yb, lr))
+            return step(carry, xb, yb, at(lr))
 
         outs = []
         if spec.n_full:  # none when batch_size > n: only the smaller last batch
@@ -98,12 +108,12 @@ def run(
         if spec.remainder:
             cut, rem = spec.n_full * size, spec.remainder
             last = tuple(batch_rows(a, rows, cut, rem, where=spec.data_mesh) for a in (x, y))
-            carry, tail = step(carry, (*last, None if batch_lrs is None else batch_lrs[-1]))
+            carry, tail = step(carry, *last, at(None if batch_lrs is None else batch_lrs[-1]))
             outs.append(jax.tree.map(lambda a: a[None], tail))
         return carry, jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
 
-    carry, out = jax.lax.scan(epoch, pack((params, opt_state)), epoch0 + jnp.arange(spec.epochs))
-    p, s = unpack(carry)
+    carry, out = jax.lax.scan(epoch, pack((params, stripped)), jnp.arange(spec.epochs))
+    p, s = unpack(carry)  # s without hyperparameters: the caller puts them back (`finish`)
     out = jax.tree.map(lambda a: a.reshape((-1, *a.shape[2:])), out)
     if not spec.record:
         return p, s, out, None
@@ -112,6 +122,17 @@ def run(
         return p, s, out[:, -1], flat.param_rows(rows)
     losses, history = out
     return p, s, losses, history
+
+
+def finish(state: Any, opt_state: Any, lrs: Any, spec: LoopSpec, epoch0: int) -> Any:
+    """`run`'s output state with `opt_state`'s hyperparameters put back, holding the last
+    learning rate the schedule set (as a torch optimizer does after its last epoch)."""
+    last = epoch0 + spec.epochs - 1
+    if spec.schedule == "epoch":
+        opt_state = optim.set_lr(opt_state, lrs[last])
+    elif spec.schedule == "batch":
+        opt_state = optim.set_lr(opt_state, lrs[(last + 1) * spec.steps_per_epoch - 1])
+    return optim.restore_hyperparams(state, opt_state)
 
 
 def _batch_lrs(spec: LoopSpec, lrs: Any, e: Any):
