@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxreg import _checks, distributed, gradients
 from jaxreg.gradients import gram
+from jaxreg.objective import Objective
 
 __all__ = ["Dataset", "as_dataset"]
 
@@ -99,6 +100,13 @@ class Dataset:
             got = gram.statistics(x, y, bias=bool(bias))
             self._statistics[key] = got
         return got
+
+    def check_for(self, objective: Any) -> None:
+        """The data checks an objective declares (bce's targets in [0, 1]), once each."""
+        separable = objective.separable() if isinstance(objective, Objective) else None
+        if separable is not None and separable[0].target_range is not None:
+            low, high = separable[0].target_range
+            self.check_target_range(low, high, loss=objective.loss.__name__)
 
     def check_target_range(self, low: float, high: float, *, loss: str) -> None:
         """`ValueError` naming the first row whose target lies outside [low, high]."""

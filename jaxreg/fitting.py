@@ -172,16 +172,8 @@ def boundary(loss_fn, tx, params, x, y) -> tuple[Any, Dataset, np.dtype]:
     objective = as_objective(loss_fn)
     dtype = _checks.params_dtype(params)
     data = as_dataset(x, y)
-    check_objective_data(objective, data)
+    data.check_for(objective)
     return objective, data, dtype
-
-
-def check_objective_data(objective: Any, data: Dataset) -> None:
-    """The data checks an objective declares (bce's targets in [0, 1])."""
-    separable = objective.separable() if isinstance(objective, Objective) else None
-    if separable is not None and separable[0].target_range is not None:
-        low, high = separable[0].target_range
-        data.check_target_range(low, high, loss=objective.loss.__name__)
 
 
 class _Run:

@@ -135,11 +135,13 @@ class Step:
         if isinstance(x, Dataset):
             if y is not None:
                 raise TypeError("step(params, opt_state, dataset): pass no y with a Dataset")
+            x.check_for(self._objective)
             return x
         last = self._last
         if last is not None and last[0] is x and last[1] is y:
             return last[2]
         data = Dataset(x, y)
+        data.check_for(self._objective)
         if isinstance(x, jax.Array) and isinstance(y, jax.Array):
             self._last = (x, y, data)  # held by this step: same arrays, same checked data
         return data

@@ -114,6 +114,14 @@ BAD = [
     ),
     ("step-tx-string", lambda: jr.make_step(MSE, "sgd"), TypeError, r"tx"),
     (
+        "step-bce-targets-outside",
+        lambda: jr.make_step(BCE, jr.optim.sgd(0.1))(
+            _params(), jr.optim.sgd(0.1).init(_params()), _data()[0], 2 * _labels()[1] - 1
+        ),
+        ValueError,
+        r"targets in \[0, 1\].* row \d",
+    ),
+    (
         "objective-unhashable",
         lambda: jr.objective(jr.linear.predict, jr.losses.mse, opts={}),
         TypeError,
