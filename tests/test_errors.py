@@ -338,3 +338,34 @@ def test_an_int_seed_initialises_as_its_key():
     a, b = jr.linear.init(3, 4, 2), jr.linear.init(jax.random.key(3), 4, 2)
     np.testing.assert_array_equal(a.weight, b.weight)
     np.testing.assert_array_equal(a.bias, b.bias)
+
+
+def test_the_optimizer_passed_trains_not_the_states_numbers():
+    """issue 14's four cases, through fit and make_step (jaxreg.optim.adopt at the boundary)."""
+    x, y = _data()
+    p0 = _params()
+
+    def run(tx, **kw):
+        return jr.fit(MSE, tx, p0, x, y, steps=4, **kw)
+
+    fresh = run(jr.optim.sgd(lr=0.001))
+    other = run(jr.optim.sgd(lr=0.001), opt_state=jr.optim.sgd(lr=1.0).init(p0))
+    np.testing.assert_array_equal(other.losses, fresh.losses)
+
+    adamw = run(jr.optim.adamw(weight_decay=0.5))
+    from_adam = run(jr.optim.adamw(weight_decay=0.5), opt_state=jr.optim.adam(0.1).init(p0))
+    np.testing.assert_array_equal(from_adam.losses, adamw.losses)
+
+    first = run(jr.optim.adam(lr=0.1))
+    cont = jr.fit(
+        MSE, jr.optim.adam(lr=1e-4), first.params, x, y, steps=2, opt_state=first.opt_state
+    )
+    assert float(jr.optim.get_hyperparams(cont.opt_state)["lr"]) == pytest.approx(1e-4)
+
+    tx = jr.optim.sgd(0.1, momentum=0.5)
+    step = jr.make_step(MSE, tx)
+    got, want = (p0, jr.optim.sgd(0.1, momentum=0.9).init(p0)), (p0, tx.init(p0))
+    for _ in range(3):
+        *got, _ = step(*got, x, y)
+        *want, _ = step(*want, x, y)
+    np.testing.assert_array_equal(got[0].weight, want[0].weight)
