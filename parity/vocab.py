@@ -192,6 +192,13 @@ _ADAM = (
     ("decoupled_weight_decay", ("update:decoupled_weight_decay",)),
     *_MAXIMIZE,
 )
+_NADAM = (  # NAdam's and RAdam's: Adam's without amsgrad
+    *_BASIC,
+    ("betas", ("hp:beta1", "hp:beta2")),
+    ("eps", ("hp:eps",)),
+    ("decoupled_weight_decay", ("update:decoupled_weight_decay",)),
+    *_MAXIMIZE,
+)
 
 OPTIMIZERS: dict[str, OptimizerRow] = {
     row.name: row
@@ -280,6 +287,70 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
                 ("adagrad-initial_accumulator_value", dict(lr=0.1, initial_accumulator_value=0.5)),
                 ("adagrad-weight_decay-eps", dict(lr=0.1, weight_decay=0.1, eps=1e-8)),
             ),
+        ),
+        OptimizerRow(
+            "nadam",
+            "NAdam",
+            "adaptive",
+            (*_NADAM, ("momentum_decay", ("hp:momentum_decay",))),
+            (
+                ("nadam", dict(lr=0.01)),
+                (
+                    "nadam-decoupled-momentum_decay",
+                    dict(
+                        lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, momentum_decay=0.01
+                    ),
+                ),
+            ),
+        ),
+        OptimizerRow(
+            "radam",
+            "RAdam",
+            "adaptive",
+            _NADAM,
+            (
+                ("radam", dict(lr=0.01)),
+                ("radam-decoupled", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+            ),
+        ),
+        OptimizerRow(
+            "adamax",
+            "Adamax",
+            "adaptive",
+            (*_BASIC, ("betas", ("hp:beta1", "hp:beta2")), ("eps", ("hp:eps",)), *_MAXIMIZE),
+            (("adamax-weight_decay", dict(lr=0.01, weight_decay=0.1)),),
+        ),
+        OptimizerRow(
+            "adadelta",
+            "Adadelta",
+            "adaptive",
+            (*_BASIC, ("rho", ("hp:rho",)), ("eps", ("hp:eps",)), *_MAXIMIZE),
+            (("adadelta", dict(lr=1.0, rho=0.9)),),
+        ),
+        OptimizerRow(
+            "asgd",
+            "ASGD",
+            "sgd",
+            (
+                *_BASIC,
+                ("lambd", ("hp:lambd",)),
+                ("alpha", ("hp:alpha",)),
+                ("t0", ("hp:t0",)),
+                *_MAXIMIZE,
+            ),
+            (("asgd", dict(lr=0.05, lambd=0.01, t0=10)),),
+        ),
+        OptimizerRow(
+            "rprop",
+            "Rprop",
+            "adaptive",
+            (
+                ("lr", ("hp:lr",)),
+                ("etas", ("hp:etaminus", "hp:etaplus")),
+                ("step_sizes", ("hp:step_size_min", "hp:step_size_max")),
+                *_MAXIMIZE,
+            ),
+            (("rprop", dict(lr=0.01)),),
         ),
     )
 }

@@ -21,6 +21,8 @@ common_optimizers = pytest.importorskip("torch.testing._internal.common_optimize
 
 OURS = {"SGD": jro.sgd, "Adam": jro.adam, "AdamW": jro.adamw, "RMSprop": jro.rmsprop}
 OURS["Adagrad"] = jro.adagrad
+OURS |= {"NAdam": jro.nadam, "RAdam": jro.radam, "Adamax": jro.adamax}
+OURS |= {"Adadelta": jro.adadelta, "ASGD": jro.asgd, "Rprop": jro.rprop}
 TORCH_ONLY = {"foreach", "fused", "capturable", "differentiable"}
 
 

@@ -176,7 +176,7 @@ def test_model_rows_exist_in_both(row):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("optimizer", "adamax"), ("loss", "nll"), ("model", "softmax"), ("schedule", "OneCycleLR")],
+    [("optimizer", "yogi"), ("loss", "nll"), ("model", "softmax"), ("schedule", "OneCycleLR")],
 )
 def test_a_scenario_accepts_only_vocab_names(field, value):
     with pytest.raises(ValueError, match=f"Scenario {field} must be one of .*; got {value!r}"):

@@ -34,11 +34,17 @@ boundary: the optimizer passed wins over the numbers of a state made by another 
     state = jaxreg.optim.set_lr(state, 0.001)      # torch: group["lr"] = 0.001
 """
 
+from jaxreg.optim._adadelta import AdadeltaState, adadelta
 from jaxreg.optim._adagrad import AdagradState, adagrad
 from jaxreg.optim._adam import AdamState, adam, adamw
+from jaxreg.optim._adamax import AdamaxState, adamax
 from jaxreg.optim._adopt import adopt, check_transformation
+from jaxreg.optim._asgd import ASGDState, asgd
 from jaxreg.optim._inject import inject
+from jaxreg.optim._nadam import NAdamState, nadam
+from jaxreg.optim._radam import RAdamState, radam
 from jaxreg.optim._rmsprop import RMSpropState, rmsprop
+from jaxreg.optim._rprop import RpropState, rprop
 from jaxreg.optim._sgd import SGDState, sgd
 from jaxreg.optim._state import (
     OptState,
@@ -51,22 +57,34 @@ from jaxreg.optim._state import (
 )
 
 __all__ = [
+    "ASGDState",
+    "AdadeltaState",
     "AdagradState",
     "AdamState",
+    "AdamaxState",
+    "NAdamState",
     "OptState",
+    "RAdamState",
     "RMSpropState",
+    "RpropState",
     "SGDState",
+    "adadelta",
     "adagrad",
     "adam",
+    "adamax",
     "adamw",
     "adopt",
+    "asgd",
     "check_transformation",
     "get_hyperparams",
     "hyperparams_of",
     "inject",
     "is_optimizer_state",
+    "nadam",
+    "radam",
     "restore_hyperparams",
     "rmsprop",
+    "rprop",
     "set_lr",
     "sgd",
     "strip_hyperparams",
