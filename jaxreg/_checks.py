@@ -167,15 +167,25 @@ def check_range(name: str, x: Any, low: float, high: float, *, fn: str, torch_na
     passes, as in torch); tracers pass (values are unknown at trace time)."""
     if not is_concrete(x):
         return
-    arr = np.asarray(x)
-    bad = (arr < low) | (arr > high)
-    if bad.any():
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
+    found = first_outside(x, low, high)
+    if found is not None:
+        _, first, value = found
         raise ValueError(
             f"{fn}: all elements of {name} should be between {low:g} and {high:g} (torch: "
-            f"'all elements of {torch_name} should be between 0 and 1'); {arr[first].item()!r} "
+            f"'all elements of {torch_name} should be between 0 and 1'); {value!r} "
             f"at index {first} is not."
         )
+
+
+def first_outside(x: Any, low: float, high: float) -> tuple[int, tuple[int, ...], Any] | None:
+    """(how many, index of the first, its value) of the elements of concrete `x` outside
+    [low, high], or None if there are none (NaN is not outside)."""
+    arr = np.asarray(x)
+    bad = (arr < low) | (arr > high)
+    if not bad.any():
+        return None
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    return int(bad.sum()), first, arr[first].item()
 
 
 def check_nonempty(name: str, x: Any) -> None:

@@ -122,14 +122,13 @@ class Dataset:
                 )
             self._ranges_checked.add((low, high))
             return
-        y = np.asarray(self.y)
-        bad = (y < low) | (y > high)
-        if bad.any():
-            first = tuple(int(i) for i in np.argwhere(bad)[0])
+        found = _checks.first_outside(self.y, low, high)
+        if found is not None:
+            count, first, value = found
             raise ValueError(
                 f"{loss} needs targets in [{low:g}, {high:g}] (torch: 'all elements of target "
-                f"should be between 0 and 1'), but y has {int(bad.sum())} outside, the first "
-                f"{y[first].item()!r} at row {first[0]}. Use 0/1 labels or probabilities."
+                f"should be between 0 and 1'), but y has {count} outside, the first "
+                f"{value!r} at row {first[0]}. Use 0/1 labels or probabilities."
             )
         self._ranges_checked.add((low, high))
 

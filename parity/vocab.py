@@ -318,7 +318,10 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
             "Adamax",
             "adaptive",
             (*_BASIC, ("betas", ("hp:beta1", "hp:beta2")), ("eps", ("hp:eps",)), *_MAXIMIZE),
-            (("adamax-weight_decay", dict(lr=0.01, weight_decay=0.1)),),
+            (
+                ("adamax-weight_decay", dict(lr=0.01, weight_decay=0.1)),
+                ("adamax-betas", dict(lr=0.01, betas=(0.8, 0.99))),
+            ),
         ),
         OptimizerRow(
             "adadelta",
@@ -338,7 +341,10 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
                 ("t0", ("hp:t0",)),
                 *_MAXIMIZE,
             ),
-            (("asgd", dict(lr=0.05, lambd=0.01, t0=10)),),
+            (
+                ("asgd", dict(lr=0.05, lambd=0.01, t0=10)),
+                ("asgd-weight_decay", dict(lr=0.05, t0=5, weight_decay=0.01)),
+            ),
         ),
         OptimizerRow(
             "rprop",

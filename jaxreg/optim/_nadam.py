@@ -181,20 +181,7 @@ def nadam(
         -1`, `Invalid beta parameter at index 0: 1.0`, `Invalid weight_decay value: -1`,
         `Invalid momentum_decay value: -1`).
     """
-    beta1, beta2 = betas_pair(betas)
-    values = {
-        "lr": _base.as_lr(lr),
-        "beta1": _base.as_number("betas[0]", beta1),
-        "beta2": _base.as_number("betas[1]", beta2),
-        "eps": _base.as_number("eps", eps),
-        "weight_decay": _base.as_number("weight_decay", weight_decay),
-        "momentum_decay": _base.as_number("momentum_decay", momentum_decay),
-    }
-    _base.check_lr(lr)
-    _checks.check_hyper("eps", eps, what="epsilon")
-    check_betas(values, betas)
-    _checks.check_hyper("weight_decay", weight_decay, what="weight_decay")
-    _checks.check_hyper("momentum_decay", momentum_decay, what="momentum_decay")
+    values = beta_values(lr, betas, eps, weight_decay, momentum_decay=momentum_decay)
     return optax.GradientTransformation(
         NAdamInit(hyperparams=values),
         NAdamUpdate(
@@ -203,6 +190,27 @@ def nadam(
             maximize=bool(maximize),
         ),
     )
+
+
+def beta_values(lr: Any, betas: Any, eps: Any, weight_decay: Any, **more: Any) -> dict[str, Any]:
+    """The validated numbers of an Adam-family optimizer, with torch's checks and messages
+    in torch's order (lr, eps, betas, weight_decay, then `more`, e.g. momentum_decay)."""
+    beta1, beta2 = betas_pair(betas)
+    values = {
+        "lr": _base.as_lr(lr),
+        "beta1": _base.as_number("betas[0]", beta1),
+        "beta2": _base.as_number("betas[1]", beta2),
+        "eps": _base.as_number("eps", eps),
+        "weight_decay": _base.as_number("weight_decay", weight_decay),
+        **{name: _base.as_number(name, value) for name, value in more.items()},
+    }
+    _base.check_lr(lr)
+    _checks.check_hyper("eps", eps, what="epsilon")
+    check_betas(values, betas)
+    _checks.check_hyper("weight_decay", weight_decay, what="weight_decay")
+    for name, value in more.items():
+        _checks.check_hyper(name, value, what=name)
+    return values
 
 
 def betas_pair(betas: Sequence[float]) -> tuple[Any, Any]:

@@ -12,7 +12,7 @@ import optax
 from jaxreg import _checks
 from jaxreg.optim import _base
 from jaxreg.optim._base import host, like, store, up, write
-from jaxreg.optim._nadam import betas_pair, check_betas
+from jaxreg.optim._nadam import beta_values
 from jaxreg.optim._state import HyperparamsInit, OptState, check_buffers, unwrap
 
 
@@ -162,18 +162,7 @@ def radam(
       ValueError: torch's messages (`Invalid learning rate: -1`, `Invalid epsilon value:
         -1`, `Invalid beta parameter at index 0: 1.0`, `Invalid weight_decay value: -1`).
     """
-    beta1, beta2 = betas_pair(betas)
-    values = {
-        "lr": _base.as_lr(lr),
-        "beta1": _base.as_number("betas[0]", beta1),
-        "beta2": _base.as_number("betas[1]", beta2),
-        "eps": _base.as_number("eps", eps),
-        "weight_decay": _base.as_number("weight_decay", weight_decay),
-    }
-    _base.check_lr(lr)
-    _checks.check_hyper("eps", eps, what="epsilon")
-    check_betas(values, betas)
-    _checks.check_hyper("weight_decay", weight_decay, what="weight_decay")
+    values = beta_values(lr, betas, eps, weight_decay)
     return optax.GradientTransformation(
         RAdamInit(hyperparams=values),
         RAdamUpdate(
