@@ -356,7 +356,7 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
                 ("step_sizes", ("hp:step_size_min", "hp:step_size_max")),
                 *_MAXIMIZE,
             ),
-            (("rprop", dict(lr=0.01)),),
+            (("rprop-step_sizes", dict(lr=0.01, step_sizes=(1e-06, 0.05))),),
         ),
     )
 }
