@@ -14,9 +14,6 @@ import pytest
 
 from benchmarks import cases, memory, timing
 
-pytest.importorskip("torch")
-pytest.importorskip("matplotlib")
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -24,24 +24,6 @@ from test_optim import CASE_PARAMS, STEPS
 from jaxreg import _checks
 from jaxreg import optim as jro
 
-
-def _checks_accept_half() -> bool:
-    try:
-        _checks.float_dtype_of(jnp.zeros(1, jnp.bfloat16))
-    except AssertionError:
-        return False
-    return True
-
-
-# jaxreg/_checks.py's float_dtype_of needs jnp.issubdtype(dtype, jnp.floating) (NumPy does not
-# count bfloat16 as inexact). Until then init fails there, and only there.
-pytestmark = pytest.mark.xfail(
-    not _checks_accept_half(),
-    reason="jaxreg._checks.float_dtype_of refuses bfloat16 (AssertionError: unreachable)",
-    raises=AssertionError,
-    strict=True,
-)
-
 HALF = {"bfloat16": (jnp.bfloat16, torch.bfloat16), "float16": (jnp.float16, torch.float16)}
 
 
