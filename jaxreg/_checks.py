@@ -188,6 +188,12 @@ def first_outside(x: Any, low: float, high: float) -> tuple[int, tuple[int, ...]
     return int(bad.sum()), first, arr[first].item()
 
 
+def check_flag(name: str, value: Any) -> None:
+    """`TypeError` naming `name` unless `value` is a bool (Python's or NumPy's)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def check_nonempty(name: str, x: Any) -> None:
     if np.size(x) == 0:
         raise ValueError(f"{name} is empty (shape {tuple(np.shape(x))}); there is nothing to fit.")

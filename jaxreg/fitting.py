@@ -133,9 +133,7 @@ def fit(
         drop_last=drop_last,
         record=record_history,
     )
-    for name, flag in (("check_finite", check_finite),):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    _checks.check_flag("check_finite", check_finite)
     every = progress_every(progress, spec.epochs)
     opt_state = tx.init(params) if opt_state is None else optim.adopt(tx, params, opt_state)
     spec, lrs = _schedule(schedule, tx, opt_state, spec, dtype)

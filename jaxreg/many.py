@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg import distributed, gradients, optim
+from jaxreg import _checks, distributed, gradients, optim
 from jaxreg.fitting import DivergenceError, FitResult, boundary
 from jaxreg.loop import program
 from jaxreg.loop.spec import LoopSpec, positive_int
@@ -90,8 +90,7 @@ def fit_many(
     _check_model_axis(params, data)
     steps = positive_int("steps", steps)
     for name, flag in (("record_history", record_history), ("check_finite", check_finite)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
+        _checks.check_flag(name, flag)
     xd, yd = data.arrays(dtype)
     if opt_state is None:
         opt_state = jax.vmap(tx.init)(params)

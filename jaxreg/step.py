@@ -117,13 +117,12 @@ class Step:
 
     def __init__(self, loss_fn: LossFn, tx: optax.GradientTransformation, *, donate: bool):
         optim.check_transformation(tx)
-        if not isinstance(donate, bool):
-            raise TypeError(f"donate must be True or False, got {donate!r}")
-        self.loss_fn, self.tx, self.donate = loss_fn, tx, donate
+        _checks.check_flag("donate", donate)
+        self.loss_fn, self.tx, self.donate = loss_fn, tx, bool(donate)
         self._objective = as_objective(loss_fn)
         self._last: tuple[Any, Any, Dataset] | None = None
         self._adopt_cache: dict = {}  # for transformations that are not jaxreg's
-        self._programs: dict = {}  # (kind, backend) -> this step's jitted program
+        self._programs: dict = {}  # backend -> this step's jitted programs, by kind
         self._last_params: tuple[Any, Any] | None = None  # (params returned, their dtype)
         objective = self._objective
         self.jitted = jax.jit(
@@ -164,11 +163,10 @@ class Step:
         """This step's jitted program of `kind` ("step", "donated", "record") for `backend`,
         made on first use. The objective and the optimizer are closed over (fixed for a
         step), so a call hashes no static arguments: it costs what a plain jit call costs."""
-        fn = self._programs.get((kind, backend))
-        if fn is None:
-            fn = _programs(self._objective, self.tx, backend)[kind]
-            self._programs[(kind, backend)] = fn
-        return fn
+        programs = self._programs.get(backend)
+        if programs is None:
+            programs = self._programs[backend] = _programs(self._objective, self.tx, backend)
+        return programs[kind]
 
     def __call__(self, params, opt_state, x, y=None):
         params, opt_state, xd, yd, backend = self._inputs(params, opt_state, x, y)

@@ -59,9 +59,6 @@ def run(
     unpack = flat.unravel if flat else (lambda c: c)
     pack = flat.ravel if flat else (lambda t: t)
 
-    def with_lr(lr):
-        return opt_state if lr is None else optim.set_lr(opt_state, lr)
-
     def step(carry, xb, yb, state):
         p, s = unpack(carry)
         s = optim.restore_hyperparams(s, state)
@@ -80,14 +77,12 @@ def run(
 
     def epoch(carry, i):
         e = epoch0 + i
-        state = with_lr(lrs[e] if spec.schedule == "epoch" else None)
+        state = _with_lr(opt_state, lrs[e] if spec.schedule == "epoch" else None)
         batch_lrs = _batch_lrs(spec, lrs, e)
 
-        def at(lr):
-            return state if lr is None else optim.set_lr(state, lr)
-
         if spec.mode == "full":
-            carry, out = step(carry, x, y, at(None if batch_lrs is None else batch_lrs[0]))
+            lr = None if batch_lrs is None else batch_lrs[0]
+            carry, out = step(carry, x, y, _with_lr(state, lr))
             return carry, jax.tree.map(lambda a: a[None], out)
         rows = epoch_rows(spec, x.shape[0], e, order, key, backend=backend)
         size = spec.batch_size
@@ -98,7 +93,7 @@ def run(
             start = i * size
             xb = batch_rows(x, rows, start, size, where=spec.data_mesh)
             yb = batch_rows(y, rows, start, size, where=spec.data_mesh)
-            return step(carry, xb, yb, at(lr))
+            return step(carry, xb, yb, _with_lr(state, lr))
 
         outs = []
         if spec.n_full:  # none when batch_size > n: only the smaller last batch
@@ -108,7 +103,8 @@ def run(
         if spec.remainder:
             cut, rem = spec.n_full * size, spec.remainder
             last = tuple(batch_rows(a, rows, cut, rem, where=spec.data_mesh) for a in (x, y))
-            carry, tail = step(carry, *last, at(None if batch_lrs is None else batch_lrs[-1]))
+            lr = None if batch_lrs is None else batch_lrs[-1]
+            carry, tail = step(carry, *last, _with_lr(state, lr))
             outs.append(jax.tree.map(lambda a: a[None], tail))
         return carry, jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
 
@@ -128,11 +124,17 @@ def finish(state: Any, opt_state: Any, lrs: Any, spec: LoopSpec, epoch0: int) ->
     """`run`'s output state with `opt_state`'s hyperparameters put back, holding the last
     learning rate the schedule set (as a torch optimizer does after its last epoch)."""
     last = epoch0 + spec.epochs - 1
+    lr = None
     if spec.schedule == "epoch":
-        opt_state = optim.set_lr(opt_state, lrs[last])
+        lr = lrs[last]
     elif spec.schedule == "batch":
-        opt_state = optim.set_lr(opt_state, lrs[(last + 1) * spec.steps_per_epoch - 1])
-    return optim.restore_hyperparams(state, opt_state)
+        lr = lrs[(last + 1) * spec.steps_per_epoch - 1]
+    return optim.restore_hyperparams(state, _with_lr(opt_state, lr))
+
+
+def _with_lr(opt_state: Any, lr: Any) -> Any:
+    """`opt_state` learning at `lr` (`optim.set_lr`), or unchanged when `lr` is None."""
+    return opt_state if lr is None else optim.set_lr(opt_state, lr)
 
 
 def _batch_lrs(spec: LoopSpec, lrs: Any, e: Any):

@@ -82,8 +82,7 @@ def loop_spec(
 ) -> tuple[LoopSpec, Any, Any]:
     """(spec, order array or None, key or None) from `fit`'s arguments; all validated."""
     for name, flag in (("shuffle", shuffle), ("drop_last", drop_last), ("record_history", record)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
+        _checks.check_flag(name, flag)
     if batch_size is None:
         return _full_batch(n, steps, epochs, key, order, bool(record))
     batch_size = positive_int("batch_size", batch_size)
