@@ -1,4 +1,4 @@
-"""Regression losses with `torch.nn.functional`'s formulas, gradients and reductions.
+"""Elementwise losses, prediction and target of one shape, with torch's formulas and gradients.
 
 Every loss takes `(pred, target)` of exactly the same shape; where torch would broadcast
 (n,) against (n, 1) into (n, n) with a warning, these raise `ValueError` naming both shapes.
@@ -10,7 +10,6 @@ Integer or bool targets are promoted to the prediction's float dtype. `reduction
 from __future__ import annotations
 
 import functools
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +17,8 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from jaxreg import _checks
-
-Reduction = Literal["mean", "sum", "none"]
+from jaxreg.losses import core
+from jaxreg.losses.core import Reduction
 
 # torch clamps the logs in BCELoss at -100 so that log(0) gives a finite loss, and clamps
 # the denominator of its hand-written gradient, p * (1 - p), at 1e-12 (ATen Loss.cpp). That
@@ -29,35 +28,6 @@ _BCE_LOG_FLOOR = -100.0
 _BCE_GRAD_EPS = float(np.float32(1e-12))
 # Below this p, log(1 - p) is computed with log1p (see _log1m); at and above, with log.
 _LOG1M_SWITCH = 0.3
-
-
-def _prepare(fn: str, pred, target, weight=None):
-    if not isinstance(pred, jax.Array):
-        pred = _checks.as_array("pred", pred)
-    dtype = jnp.result_type(pred)
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        raise TypeError(f"{fn}: pred must be floating point, got {dtype}")
-    _checks.warn_if_float64_truncated("pred", pred)
-    target = _checks.as_data("target", target, dtype)
-    _checks.check_same_shape(pred, target, fn=fn)
-    if weight is not None:
-        weight = _broadcast_to_pred(fn, "weight", _checks.as_data("weight", weight, dtype), pred)
-    return pred, target, weight
-
-
-def _broadcast_to_pred(fn: str, name: str, w: jax.Array, pred) -> jax.Array:
-    """`w` broadcast to pred's shape (torch's `weight.expand(...)`); it may not grow pred."""
-    shape = jnp.shape(pred)
-    if jnp.shape(w) == shape:
-        return w
-    try:
-        return jnp.broadcast_to(w, shape)
-    except ValueError:
-        raise ValueError(
-            f"{fn}: {name} shape {jnp.shape(w)} does not broadcast to the prediction shape "
-            f"{shape}; give it shape {shape}, or ({shape[-1] if shape else 1},) for one value "
-            "per output column."
-        ) from None
 
 
 @jax.custom_jvp
@@ -72,32 +42,6 @@ def _abs_jvp(primals, tangents):
     return jnp.abs(d), jnp.sign(d) * dd
 
 
-def mean(x: jax.Array) -> jax.Array:
-    """`sum(x) / x.size` with a true division, as torch's `mean` computes it.
-
-    `jnp.mean` divides by a constant, which XLA rewrites into a multiplication by the
-    rounded reciprocal: `sum * (1/n)` is 1 ulp off `sum / n` for about a quarter of n
-    (3/5 gives 0.6000000000000001). The optimization barrier hides n from that rewrite and
-    is itself gone from the compiled program (it costs nothing).
-    """
-    n = jax.lax.optimization_barrier(jnp.asarray(x.size, x.dtype))
-    return jnp.sum(x) / n
-
-
-def _check_reduction(reduction: str, fn: str) -> None:
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"{fn}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _reduce(loss: jax.Array, reduction: str, fn: str) -> jax.Array:
-    _check_reduction(reduction, fn)
-    if reduction == "mean":
-        return mean(loss)
-    if reduction == "sum":
-        return jnp.sum(loss)
-    return loss
-
-
 def mse(pred: jax.Array, target: jax.Array, *, reduction: Reduction = "mean") -> jax.Array:
     """Mean squared error, `mean((pred - target) ** 2)`: `F.mse_loss` / `nn.MSELoss()`.
 
@@ -108,9 +52,9 @@ def mse(pred: jax.Array, target: jax.Array, *, reduction: Reduction = "mean") ->
     Returns:
       A scalar (or the elementwise squares for "none").
     """
-    _check_reduction(reduction, "mse")
-    pred, target, _ = _prepare("mse", pred, target)
-    return _reduce(jnp.square(pred - target), reduction, "mse")
+    core.check_reduction(reduction, "mse")
+    pred, target, _ = core.prepare("mse", pred, target)
+    return core.reduce(jnp.square(pred - target), reduction, "mse")
 
 
 def sse(pred: jax.Array, target: jax.Array) -> jax.Array:
@@ -118,15 +62,15 @@ def sse(pred: jax.Array, target: jax.Array) -> jax.Array:
 
     The real-data tutorial's `loss = torch.sum((y - X @ What) ** 2)`.
     """
-    pred, target, _ = _prepare("sse", pred, target)
+    pred, target, _ = core.prepare("sse", pred, target)
     return jnp.sum(jnp.square(pred - target))
 
 
 def l1(pred: jax.Array, target: jax.Array, *, reduction: Reduction = "mean") -> jax.Array:
     """Mean absolute error `mean(|pred - target|)`: `F.l1_loss`. Its gradient at 0 is 0."""
-    _check_reduction(reduction, "l1")
-    pred, target, _ = _prepare("l1", pred, target)
-    return _reduce(_abs(pred - target), reduction, "l1")
+    core.check_reduction(reduction, "l1")
+    pred, target, _ = core.prepare("l1", pred, target)
+    return core.reduce(_abs(pred - target), reduction, "l1")
 
 
 def huber(
@@ -139,12 +83,12 @@ def huber(
     """
     if not delta > 0:
         raise ValueError(f"huber: delta must be positive, got {delta}")
-    _check_reduction(reduction, "huber")
-    pred, target, _ = _prepare("huber", pred, target)
+    core.check_reduction(reduction, "huber")
+    pred, target, _ = core.prepare("huber", pred, target)
     d = pred - target
     a = _abs(d)
     loss = jnp.where(a < delta, 0.5 * d * d, delta * (a - 0.5 * delta))
-    return _reduce(loss, reduction, "huber")
+    return core.reduce(loss, reduction, "huber")
 
 
 def smooth_l1(
@@ -156,14 +100,14 @@ def smooth_l1(
     """
     if not beta >= 0:  # also catches NaN
         raise ValueError(f"smooth_l1: beta must be non-negative, got {beta}")
-    _check_reduction(reduction, "smooth_l1")
-    pred, target, _ = _prepare("smooth_l1", pred, target)
+    core.check_reduction(reduction, "smooth_l1")
+    pred, target, _ = core.prepare("smooth_l1", pred, target)
     a = _abs(pred - target)
     if beta == 0:
         loss = a
     else:
         loss = jnp.where(a < beta, 0.5 * a * a / beta, a - 0.5 * beta)
-    return _reduce(loss, reduction, "smooth_l1")
+    return core.reduce(loss, reduction, "smooth_l1")
 
 
 def _log1m(p: jax.Array) -> jax.Array:
@@ -226,14 +170,14 @@ def bce(
       weight: optional rescaling, broadcastable to prob's shape.
       reduction: "mean", "sum" or "none".
     """
-    _check_reduction(reduction, "bce")
-    prob, target, weight = _prepare("bce", prob, target, weight)
+    core.check_reduction(reduction, "bce")
+    prob, target, weight = core.prepare("bce", prob, target, weight)
     _checks.check_range("prob", prob, 0.0, 1.0, fn="bce", torch_name="input")
     _checks.check_range("target", target, 0.0, 1.0, fn="bce", torch_name="target")
     loss = _bce_elementwise(prob, target)
     if weight is not None:
         loss = loss * weight
-    return _reduce(loss, reduction, "bce")
+    return core.reduce(loss, reduction, "bce")
 
 
 def _log_sigmoid(z: jax.Array) -> jax.Array:
@@ -298,14 +242,14 @@ def bce_with_logits(
       reduction: "mean", "sum" or "none".
     """
     fn = "bce_with_logits"
-    _check_reduction(reduction, fn)
-    logits, target, weight = _prepare(fn, logits, target, weight)
+    core.check_reduction(reduction, fn)
+    logits, target, weight = core.prepare(fn, logits, target, weight)
     if pos_weight is None:
         loss = _bce_logits_elementwise(logits, target)
     else:
         pw = _checks.as_data("pos_weight", pos_weight, jnp.result_type(logits))
-        pw = _broadcast_to_pred(fn, "pos_weight", pw, logits)
+        pw = core.broadcast_to_pred(fn, "pos_weight", pw, logits)
         loss = _bce_logits_pos_weight_elementwise(logits, target, pw)
     if weight is not None:
         loss = loss * weight
-    return _reduce(loss, reduction, "bce_with_logits")
+    return core.reduce(loss, reduction, "bce_with_logits")
