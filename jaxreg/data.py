@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxreg import _csvscan
+
 # ----------------------------------------------------------------------------- CSV
 
 
@@ -32,6 +34,7 @@ def load_csv(
     *,
     columns: Sequence[str] | None = None,
     dtype: Any = np.float32,
+    rows: range | None = None,
 ) -> dict[str, np.ndarray]:
     """Read a numeric CSV file with a header row into 1-D arrays, one per column.
 
@@ -40,14 +43,27 @@ def load_csv(
     spaces. Blank lines are skipped. Line numbers in errors are 1-based lines of the file.
     Time and memory are linear in the size of the file (any number of columns).
 
+    With `rows=range(a, b)` only data rows a..b-1 are read (what each process of a
+    data-parallel run needs, `jaxreg.distributed.load_csv_rows`). The file is memory-mapped
+    and its bytes scanned once with NumPy for line ends and blank lines (`count_csv_rows`);
+    only the header and rows a..b-1 are decoded, split into fields and converted, in
+    memory proportional to b - a. So the errors promised are those of the header and of
+    rows a..b-1, with the same messages and line numbers as a whole-file load; a bad
+    value, field count or byte outside them is not seen. A file holding a quote character
+    (`"`) is the exception: a quoted field may span lines, so the `csv` module splits the
+    whole file into fields to find the rows (malformed CSV and wrong field counts anywhere
+    are reported; values outside the range are still not converted).
+
     Args:
       path: the file (`str` or `os.PathLike`), UTF-8 (a byte-order mark is accepted).
       columns: names to return, in this order; default: all columns, in file order.
         Columns that are not selected are not parsed (they may hold text).
       dtype: a float dtype for the arrays (float32 by default, torch's default dtype).
+      rows: a `range` (step 1) of 0-based data-row indices (the header and blank lines
+        are not counted); default: every row.
 
     Returns:
-      `{name: array of shape (n_rows,)}`.
+      `{name: array of shape (n_rows,)}` (`len(rows)` rows with `rows`).
 
     Raises:
       FileNotFoundError: no file at `path`.
@@ -55,21 +71,126 @@ def load_csv(
         1-based characters), an empty file, a missing header, empty or duplicate column
         names, unknown `columns` (the message lists the available ones), a row with the
         wrong number of fields, an empty, non-numeric, NaN or infinite value (the message
-        names the line and the column), a value that overflows `dtype`, or no data rows.
-      TypeError: a `dtype` that is not floating point, or `columns` given as one string.
+        names the line and the column), a value that overflows `dtype`, no data rows, or
+        `rows` empty or past the file's last data row (the message gives the count).
+      TypeError: a `dtype` that is not floating point, `columns` given as one string, or
+        `rows` not a `range` of step 1.
     """
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.floating):
         raise TypeError(f"load_csv: dtype must be a float dtype, got {dtype}")
     if isinstance(columns, str):
         raise TypeError(f"load_csv: columns must be a sequence of names, e.g. ({columns!r},)")
+    if rows is not None and (not isinstance(rows, range) or rows.step != 1):
+        raise TypeError(
+            f"load_csv: rows must be a range of step 1, e.g. range(0, 100), got {rows!r}"
+        )
     path = Path(os.fspath(path))
+    if rows is None:
+        names, table, lines = _read_rows(
+            StringIO(_decode_utf8(_read(path), path), newline=""), path
+        )
+    else:
+        names, table, lines = _read_range(path, rows)
+    wanted = names if columns is None else _check_columns(columns, names, path)
+    return _to_columns(names, table, lines, wanted, dtype, path)
+
+
+def count_csv_rows(path: str | os.PathLike) -> int:
+    """The number of data rows of a CSV file, as `load_csv` counts them (header and blank
+    lines excluded), without parsing the rows: the file is memory-mapped and its bytes
+    scanned with NumPy for line ends (a file holding a `"` is split into fields by the
+    `csv` module, since a quoted field may span lines). The header is read and checked.
+
+    Raises:
+      FileNotFoundError, ValueError: as `load_csv` for the file and its header.
+    """
+    path = Path(os.fspath(path))
+    return len(_index(path)[1])
+
+
+def _read(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"load_csv: no such file: {path}") from None
-    names, rows, lines = _read_rows(StringIO(_decode_utf8(raw, path), newline=""), path)
-    wanted = names if columns is None else _check_columns(columns, names, path)
+
+
+def _map(path: Path) -> np.ndarray:
+    """The file's bytes, memory-mapped (an empty array for an empty file)."""
+    try:
+        if path.stat().st_size == 0:
+            return np.empty(0, np.uint8)
+        return np.memmap(path, np.uint8, mode="r")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"load_csv: no such file: {path}") from None
+
+
+def _index(path: Path):
+    """(names, data rows' start offsets, their line numbers, the mapped bytes); for a
+    file holding a quote: (names, the parsed rows, their line numbers, None)."""
+    buf = _map(path)
+    bom = len(codecs.BOM_UTF8) if bytes(buf[:3]) == codecs.BOM_UTF8 else 0
+    lines = _csvscan.scan(buf, bom)
+    if lines is None:  # quoted fields: the csv module finds the records
+        body = StringIO(_decode_utf8(bytes(buf), path), newline="")
+        names, table, numbers = _read_rows(body, path)
+        return names, table, numbers, None
+    data = lines.value.copy()
+    for i in np.flatnonzero(lines.unicode & ~lines.value):  # blank once decoded?
+        raw = bytes(buf[lines.starts[i] : lines.ends[i]])
+        try:
+            data[i] = any(f.strip() for f in next(csv.reader([raw.decode("utf-8")]), []))
+        except UnicodeDecodeError:  # not blank: an error if it is read
+            data[i] = True
+    found = np.flatnonzero(data)
+    if not len(found):
+        raise ValueError(f"{path}: the file is empty; expected a header line such as 'x,y'")
+    h = found[0]
+    header = _decode_lines(bytes(buf[lines.starts[h] : lines.ends[h]]), path, h + 1)
+    try:
+        row = next(csv.reader(StringIO(header, newline=""), skipinitialspace=True))
+    except csv.Error as e:
+        raise ValueError(f"{path}, line {h + 1}: malformed CSV: {e}") from None
+    names = _check_header(row, f"{path}, line {h + 1}")
+    rows = found[1:]
+    return names, lines.starts[rows], rows + 1, (buf, lines.ends[rows])
+
+
+def _read_range(path: Path, rows: range) -> tuple[list[str], list[list[str]], list[int]]:
+    """`_read_rows` for data rows `rows` only (see `load_csv`)."""
+    names, starts, numbers, mapped = _index(path)
+    n = len(starts)
+    if not n:
+        raise ValueError(f"{path}: there is a header ({', '.join(names)}) but no data rows")
+    if not rows or rows.start < 0 or rows.stop > n:
+        raise ValueError(
+            f"load_csv: rows={rows!r} is not a non-empty range within the {n} data rows "
+            f"of {path} (0..{n - 1})"
+        )
+    if mapped is None:  # quoted: starts are the parsed rows
+        return names, starts[rows.start : rows.stop], numbers[rows.start : rows.stop]
+    buf, ends = mapped
+    a, b = rows.start, rows.stop
+    first = int(numbers[a])
+    text = _decode_lines(bytes(buf[starts[a] : ends[b - 1]]), path, first)
+    table, lines = [], []
+    reader = csv.reader(StringIO(text, newline=""), skipinitialspace=True)
+    try:
+        for row in reader:
+            line = first + reader.line_num - 1
+            if any(field.strip() for field in row):
+                table.append(_check_fields(row, names, path, line))
+                lines.append(line)
+    except csv.Error as e:
+        raise ValueError(
+            f"{path}, line {first + reader.line_num - 1}: malformed CSV: {e}"
+        ) from None
+    return names, table, lines
+
+
+def _to_columns(names, rows, lines, wanted, dtype, path) -> dict[str, np.ndarray]:
+    """The selected columns of the split rows, as `dtype` arrays; errors name the line."""
     if not rows:
         raise ValueError(f"{path}: there is a header ({', '.join(names)}) but no data rows")
     index = {name: j for j, name in enumerate(names)}
@@ -90,12 +211,16 @@ def load_csv(
 def _decode_utf8(raw: bytes, path: Path) -> str:
     """The file's text (a leading byte-order mark dropped); a byte that is not UTF-8 is
     reported with its line and column (1-based; lines end at \\n, \\r or \\r\\n, as csv's)."""
-    body = raw.removeprefix(codecs.BOM_UTF8)
+    return _decode_lines(raw.removeprefix(codecs.BOM_UTF8), path, 1)
+
+
+def _decode_lines(body: bytes, path: Path, first_line: int) -> str:
+    """`body` (whole lines of the file, the first being line `first_line`) as text."""
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as e:
         line_start = max(body.rfind(b"\n", 0, e.start), body.rfind(b"\r", 0, e.start)) + 1
-        line = len(body[:line_start].splitlines()) + 1
+        line = len(body[:line_start].splitlines()) + first_line
         column = len(body[line_start : e.start].decode("utf-8")) + 1
         raise ValueError(
             f"{path}, line {line}, column {column}: byte 0x{body[e.start]:02x} is not "
@@ -140,18 +265,22 @@ def _read_rows(f, path: Path) -> tuple[list[str], list[list[str]], list[int]]:
             if names is None:
                 names = _check_header(row, f"{path}, line {reader.line_num}")
                 continue
-            if len(row) != len(names):
-                raise ValueError(
-                    f"{path}, line {reader.line_num}: expected {len(names)} fields "
-                    f"({', '.join(names)}) but found {len(row)}"
-                )
-            rows.append(row)
+            rows.append(_check_fields(row, names, path, reader.line_num))
             lines.append(reader.line_num)
     except csv.Error as e:
         raise ValueError(f"{path}, line {reader.line_num}: malformed CSV: {e}") from None
     if names is None:
         raise ValueError(f"{path}: the file is empty; expected a header line such as 'x,y'")
     return names, rows, lines
+
+
+def _check_fields(row: list[str], names: list[str], path: Path, line: int) -> list[str]:
+    if len(row) != len(names):
+        raise ValueError(
+            f"{path}, line {line}: expected {len(names)} fields "
+            f"({', '.join(names)}) but found {len(row)}"
+        )
+    return row
 
 
 def _check_header(header: list[str], where: str) -> list[str]:
