@@ -40,19 +40,25 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from jaxreg.data import count_csv_rows, load_csv
+from jaxreg.sampler import DistributedSampler, torch_randperm
+
 __all__ = [
     "ENV_COORDINATOR",
     "ENV_NUM_PROCESSES",
     "ENV_PROCESS_ID",
     "DataMesh",
+    "DistributedSampler",
     "data_mesh",
     "global_rows",
     "initialize",
+    "load_csv_rows",
     "load_npy_rows",
     "process_rows",
     "replicate",
     "row_sharding",
     "sum_error_bound",
+    "torch_randperm",
 ]
 
 # The environment `python -m jaxreg.launch` sets for each process it starts.
@@ -349,3 +355,31 @@ def load_npy_rows(path: Any, sharding: NamedSharding) -> jax.Array:
     whole = np.load(path, mmap_mode="r")
     rows = process_rows(whole.shape[0], sharding)
     return global_rows(np.asarray(whole[rows.start : rows.stop]), sharding, whole.shape[0])
+
+
+def load_csv_rows(
+    path: Any, sharding: NamedSharding, *, columns: Any = None, dtype: Any = np.float32
+) -> jax.Array:
+    """Columns of a CSV file side by side, (n, len(columns)), as a row-sharded global array;
+    each process converts only its rows (`process_rows(n, sharding)`).
+
+        x = load_csv_rows("train.csv", rows, columns=("x1", "x2"))  # (n, 2)
+        y = load_csv_rows("train.csv", rows, columns=("y",))        # (n, 1)
+
+    What each process reads: the whole file's bytes, memory-mapped and scanned with NumPy
+    for line ends (twice: to count the data rows, `jaxreg.data.count_csv_rows`, then to
+    find where its rows start); the header and its own rows only are decoded, split and
+    converted, by `jaxreg.data.load_csv(..., rows=...)`, whose checks and messages (line
+    and column) they get. A bad value in another process's rows is reported by that
+    process, not this one (a file with quotes is split into fields whole: see `load_csv`).
+
+    Args:
+      path: the CSV file, the same in every process (a shared or copied file).
+      sharding: where the rows go, e.g. `row_sharding()`; n must divide evenly over it.
+      columns: the names, in this order (default: all columns, in file order).
+      dtype: a float dtype (float32, torch's default).
+    """
+    n = count_csv_rows(path)
+    rows = process_rows(n, sharding)
+    cols = load_csv(path, columns=columns, dtype=dtype, rows=rows)
+    return global_rows(np.stack(list(cols.values()), axis=1), sharding, n)

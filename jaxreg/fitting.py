@@ -66,6 +66,7 @@ def fit(
     key: Any = None,
     order: Any = None,
     drop_last: bool = False,
+    sampler: Any = None,
     schedule: Any = None,
     opt_state: Any = None,
     record_history: bool = True,
@@ -81,6 +82,15 @@ def fit(
     drop_last=...)`). The row order of each epoch is `order[e]` when given (an (epochs, n)
     integer array: replay a torch DataLoader's order), else a permutation drawn from `key`
     when `shuffle`, else 0..n-1.
+
+    Data-parallel mini-batches as torch `DistributedSampler` + DDP cut them: pass
+    `sampler=jaxreg.distributed.DistributedSampler(seed=...)` (one replica per device of
+    row-sharded data's mesh axis, or `num_replicas` simulated on one device); `batch_size`
+    is then each replica's, replica r's rows of epoch e are the sampler's
+    `indices(n, e, R)[r]` (torch's order exactly; `order` replaces the global permutation
+    of each epoch), each replica's gradient is computed on its own batch and the replicas'
+    gradients are averaged (DDP's all-reduce mean), and `losses[i]` is the mean of the
+    replicas' losses at step i (a DDP program's `all_reduce(loss) / world_size`).
 
     A `schedule` (from `jaxreg.schedules`) sets the learning rate of each epoch the way a
     torch loop that calls `scheduler.step()` after every epoch does (a schedule whose
@@ -99,6 +109,8 @@ def fit(
       steps / epochs: the length of the run (see above).
       batch_size, shuffle, key, order, drop_last: mini-batching (see above); `key` is a
         `jax.random.key` or an int seed.
+      sampler: a `jaxreg.distributed.DistributedSampler`: per-replica mini-batches with
+        averaged gradients (see above; `shuffle` and `key` then stay unset).
       schedule: a `jaxreg.schedules` schedule.
       opt_state: continue from this optimizer state (its buffers; the hyperparameters are
         `tx`'s, see `jaxreg.optim.adopt`) instead of `tx.init(params)`.
@@ -132,6 +144,8 @@ def fit(
         order=order,
         drop_last=drop_last,
         record=record_history,
+        sampler=sampler,
+        shards=None if where is None else where.shards,
     )
     _checks.check_flag("check_finite", check_finite)
     every = progress_every(progress, spec.epochs)

@@ -98,8 +98,9 @@ def _sorted_positions(n: int, dtype: Any, *bits: Any) -> np.ndarray:
 
 
 def epoch_rows(spec: LoopSpec, n: int, epoch: Any, order: Any, key: Any, *, backend: str):
-    """The row order of `epoch` (traced), or None for rows in their order."""
-    if spec.mode == "order":
+    """The row order of `epoch` (traced), or None for rows in their order; in mode
+    "replicas", the (replicas, rows per replica) rows of each replica."""
+    if spec.mode in ("order", "replicas"):
         return order[epoch]
     if spec.mode == "key":
         on_host = gradients.host_shuffle(backend, n) and n <= MAX_HOST_N

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxreg import gradients, optim
+from jaxreg.loop import replicas
 from jaxreg.loop.batches import batch_rows, epoch_rows
 from jaxreg.loop.packing import Flat
 from jaxreg.loop.spec import LoopSpec
@@ -62,8 +63,12 @@ def run(
     def step(carry, xb, yb, state):
         p, s = unpack(carry)
         s = optim.restore_hyperparams(s, state)
-        formulation = gradients.select(objective, p, xb, yb, backend=backend)
-        rec = step_record(objective, tx, p, s, xb, yb, formulation=formulation)
+        if spec.replicas:
+            where = spec.data_mesh
+            rec = replicas.record(objective, tx, p, s, xb, yb, where=where, backend=backend)
+        else:
+            formulation = gradients.select(objective, p, xb, yb, backend=backend)
+            rec = step_record(objective, tx, p, s, xb, yb, formulation=formulation)
         if not spec.record:
             out = rec.loss
         elif packed:
@@ -87,13 +92,16 @@ def run(
         rows = epoch_rows(spec, x.shape[0], e, order, key, backend=backend)
         size = spec.batch_size
 
-        def batch(carry, inputs):
+        def take(start, size):
             # The batch's rows are taken here, inside the step: never all of x permuted.
+            if spec.replicas:  # every replica's batch: (replicas, size, ...)
+                idx = jax.lax.dynamic_slice_in_dim(rows, start, size, axis=1)
+                return replicas.batches(x, y, idx, where=spec.data_mesh)
+            return tuple(batch_rows(a, rows, start, size, where=spec.data_mesh) for a in (x, y))
+
+        def batch(carry, inputs):
             i, lr = inputs
-            start = i * size
-            xb = batch_rows(x, rows, start, size, where=spec.data_mesh)
-            yb = batch_rows(y, rows, start, size, where=spec.data_mesh)
-            return step(carry, xb, yb, _with_lr(state, lr))
+            return step(carry, *take(i * size, size), _with_lr(state, lr))
 
         outs = []
         if spec.n_full:  # none when batch_size > n: only the smaller last batch
@@ -101,9 +109,8 @@ def run(
             carry, out = jax.lax.scan(batch, carry, (jnp.arange(spec.n_full), full_lrs))
             outs.append(out)
         if spec.remainder:
-            cut, rem = spec.n_full * size, spec.remainder
-            last = tuple(batch_rows(a, rows, cut, rem, where=spec.data_mesh) for a in (x, y))
             lr = None if batch_lrs is None else batch_lrs[-1]
+            last = take(spec.n_full * size, spec.remainder)
             carry, tail = step(carry, *last, _with_lr(state, lr))
             outs.append(jax.tree.map(lambda a: a[None], tail))
         return carry, jax.tree.map(lambda *a: jnp.concatenate(a), *outs)

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from jaxreg import _checks
+from jaxreg.sampler import DistributedSampler
 
 __all__ = ["MAX_STEPS", "LoopSpec", "check_order", "loop_spec", "positive_int"]
 
@@ -26,13 +27,17 @@ class LoopSpec:
       batch_size: rows per batch (n for full batch).
       n_full: full batches per epoch (1 for full batch).
       remainder: rows of the last, smaller batch of each epoch (0: none).
-      mode: "full", "sequential" (rows in order), "order" (given per-epoch order) or
-        "key" (a permutation per epoch from a JAX key).
+      mode: "full", "sequential" (rows in order), "order" (given per-epoch order),
+        "key" (a permutation per epoch from a JAX key) or "replicas" (per-replica batches,
+        gradients averaged: `jaxreg.sampler.DistributedSampler`; the order input is then
+        (epochs, replicas, rows per replica)).
       record: return the parameters after every step.
       schedule: None, "epoch" (a learning rate per epoch is an input) or "batch" (one per
         step).
       data_mesh: where row-sharded data lives (`jaxreg.distributed.DataMesh`), or None
         for data on one device: batches are then gathered from the shards.
+      replicas: the number of data-parallel replicas in mode "replicas" (else 0);
+        `batch_size`, `n_full` and `remainder` then count one replica's rows.
     """
 
     epochs: int
@@ -43,6 +48,7 @@ class LoopSpec:
     record: bool = True
     schedule: str | None = None
     data_mesh: Any = None
+    replicas: int = 0
 
     @property
     def steps_per_epoch(self) -> int:
@@ -79,19 +85,47 @@ def loop_spec(
     order: Any,
     drop_last: Any,
     record: Any,
+    sampler: Any = None,
+    shards: int | None = None,
 ) -> tuple[LoopSpec, Any, Any]:
-    """(spec, order array or None, key or None) from `fit`'s arguments; all validated."""
+    """(spec, order array or None, key or None) from `fit`'s arguments; all validated.
+    `shards`: how many pieces row-sharded data is split into (None: one device)."""
     for name, flag in (("shuffle", shuffle), ("drop_last", drop_last), ("record_history", record)):
         _checks.check_flag(name, flag)
+    if sampler is not None:
+        return _replica_spec(
+            n, sampler, shards, steps, epochs, batch_size, shuffle, key, order, drop_last, record
+        )
     if batch_size is None:
         return _full_batch(n, steps, epochs, key, order, bool(record))
     batch_size = positive_int("batch_size", batch_size)
+    n_full, rem, per_epoch = _batches(n, batch_size, drop_last)
+    epochs = _epochs(steps, epochs, per_epoch)
+    order_arr = key_arr = None
+    if order is not None:
+        order_arr = check_order(order, epochs, n)
+        mode = "order"
+    elif shuffle:
+        key_arr = as_key(key)
+        mode = "key"
+    else:
+        mode = "sequential"
+    spec = LoopSpec(epochs, batch_size, n_full, rem, mode, record=bool(record))
+    return spec, order_arr, key_arr
+
+
+def _batches(n: int, batch_size: int, drop_last: bool) -> tuple[int, int, int]:
+    """(full batches, rows of the smaller last one or 0, batches) of an epoch of n rows."""
     n_full, rem = divmod(n, batch_size)
     if drop_last and n_full == 0:
         raise ValueError(f"batch_size={batch_size} > n={n} with drop_last=True leaves no batch")
     if drop_last:
         rem = 0
-    per_epoch = n_full + (1 if rem else 0)
+    return n_full, rem, n_full + (1 if rem else 0)
+
+
+def _epochs(steps: Any, epochs: Any, per_epoch: int) -> int:
+    """The number of epochs from `fit`'s steps= or epochs= (batches: `per_epoch` a pass)."""
     if epochs is None:
         if steps is None:
             raise ValueError("fit with batch_size= needs epochs=")
@@ -104,18 +138,50 @@ def loop_spec(
         epochs = steps // per_epoch
     elif steps is not None and steps != epochs * per_epoch:
         raise ValueError(f"steps={steps} != epochs ({epochs}) x batches per epoch ({per_epoch})")
-    epochs = positive_int("epochs", epochs, limit=MAX_STEPS // per_epoch)
-    order_arr = key_arr = None
-    if order is not None:
-        order_arr = check_order(order, epochs, n)
-        mode = "order"
-    elif shuffle:
-        key_arr = as_key(key)
-        mode = "key"
-    else:
-        mode = "sequential"
-    spec = LoopSpec(epochs, batch_size, n_full, rem, mode, record=bool(record))
-    return spec, order_arr, key_arr
+    return positive_int("epochs", epochs, limit=MAX_STEPS // per_epoch)
+
+
+def _replica_spec(
+    n, sampler, shards, steps, epochs, batch_size, shuffle, key, order, drop_last, record
+):
+    """The spec of per-replica batches (`fit(..., sampler=DistributedSampler(...))`) and
+    the (epochs, R, rows per replica) order of every replica's rows."""
+    if not isinstance(sampler, DistributedSampler):
+        raise TypeError(
+            f"sampler must be a jaxreg.distributed.DistributedSampler, got "
+            f"{type(sampler).__name__} {sampler!r}"
+        )
+    if batch_size is None:
+        raise ValueError(
+            "sampler= cuts per-replica mini-batches: pass batch_size= (rows per replica and "
+            "step, torch's DataLoader batch_size on each rank)"
+        )
+    if key is not None or not shuffle:
+        raise ValueError(
+            "with sampler= the sampler orders the rows: pass shuffle= and seed= to "
+            "DistributedSampler(...) (torch's), and leave fit's shuffle and key unset"
+        )
+    replicas = sampler.replicas(shards)
+    per = sampler.num_samples(n, replicas)
+    if per == 0:
+        raise ValueError(
+            f"DistributedSampler(drop_last=True) with n={n} rows and {replicas} replicas "
+            "leaves no row per replica: use more rows or drop_last=False"
+        )
+    batch_size = positive_int("batch_size", batch_size)
+    n_full, rem, per_epoch = _batches(per, batch_size, drop_last)
+    epochs = _epochs(steps, epochs, per_epoch)
+    given = None if order is None else check_order(order, epochs, n)
+    rows = np.stack(
+        [
+            sampler.indices(n, e, replicas, order=None if given is None else given[e])
+            for e in range(epochs)
+        ]
+    ).astype(np.int32)
+    spec = LoopSpec(
+        epochs, batch_size, n_full, rem, "replicas", record=bool(record), replicas=replicas
+    )
+    return spec, rows, None
 
 
 def _full_batch(n, steps, epochs, key, order, record):
