@@ -41,12 +41,14 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from jaxreg.data import count_csv_rows, load_csv
+from jaxreg.sampler import DistributedSampler, torch_randperm
 
 __all__ = [
     "ENV_COORDINATOR",
     "ENV_NUM_PROCESSES",
     "ENV_PROCESS_ID",
     "DataMesh",
+    "DistributedSampler",
     "data_mesh",
     "global_rows",
     "initialize",
@@ -56,6 +58,7 @@ __all__ = [
     "replicate",
     "row_sharding",
     "sum_error_bound",
+    "torch_randperm",
 ]
 
 # The environment `python -m jaxreg.launch` sets for each process it starts.
