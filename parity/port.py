@@ -28,7 +28,9 @@ caller's mode.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
+import warnings
 from typing import Any
 
 import jax.numpy as jnp
@@ -36,7 +38,7 @@ import numpy as np
 import torch
 
 import jaxreg as jr
-from parity import arguments, precision, preflight, teacher, vocab
+from parity import arguments, optax_state, precision, preflight, step_preflight, teacher, vocab
 from parity import names as names_lib
 from parity.compare import Comparison, compare
 from parity.interop import params_from_torch
@@ -136,6 +138,7 @@ def verify(
     jax_step: Any = None,
     jax_opt_state: Any = None,
     teacher_forcing: bool = True,
+    state_from_torch: Any = None,
 ) -> Comparison:
     """Train a torch program and its jaxreg port from the same start; compare every step.
 
@@ -177,9 +180,20 @@ def verify(
       transpose: torch names whose square jax leaf holds the tensor transposed.
       jax_step, jax_opt_state: the port as your own step `(params, opt_state, x, y) ->
         (params, opt_state, loss)` and its initial state, instead of `jax_loss_fn` and
-        `jax_tx` (pass those as None); the settings cannot be read then.
+        `jax_tx` (pass those as None). Its settings are checked as far as they can be
+        read (`parity.step_preflight`: the optax states' family, an `inject_hyperparams`
+        state's hyperparameters, the loss's reduction on the first batch); what cannot
+        be is said in the summary.
       teacher_forcing: also compute every step from torch's parameters and optimizer
-        state (`parity.teacher`): the verdict, and the diagnosis of a failure.
+        state (`parity.teacher`): the verdict, and the diagnosis of a failure. An optax
+        state (`optax.adam`, `optax.sgd(momentum=...)`, chains, `inject_hyperparams`, a
+        flax `TrainState`-shaped container) is filled with torch's buffers by
+        `parity.optax_state`; one it does not know is run free only, with a
+        `parity.optax_state.NotTeacherForced` warning and a note in the summary.
+      state_from_torch: `fn(template, buffers, step) -> opt_state` for a state
+        `parity.optax_state` does not know: `template` the port's initial state,
+        `buffers` `{torch key: params-shaped pytree}` of torch's `optimizer.state`
+        ("exp_avg", "momentum_buffer", ...), `step` the updates torch has made.
 
     Returns:
       A `Comparison`: `.passed`, `.max_abs`, `.max_rel`, `.deviations` (per quantity and
@@ -226,10 +240,24 @@ def verify(
         dtype = preflight.check_dtypes(named, params, call)
         _check_start(named, name_map, params)
         row = vocab.torch_row(vocab.OPTIMIZERS, torch_optimizer)
+        notes: list[str] = []
         if check_settings and jax_step is None:
             row = preflight.check_optimizer(torch_optimizer, jax_tx, params)
             preflight.check_schedule(torch_scheduler, jax_schedule, torch_optimizer)
             preflight.check_loss(torch_loss_fn, jax_loss_fn)
+        elif check_settings:
+            size = batch_size or call.x.shape[0]
+            notes += step_preflight.check(
+                torch_model=torch_model,
+                torch_loss_fn=torch_loss_fn,
+                torch_optimizer=torch_optimizer,
+                jax_step=jax_step,
+                params=params,
+                opt_state=jax_opt_state,
+                names=name_map,
+                dtype=dtype,
+                first_batch=(call.x[:size], call.y[:size], call.jax_x[:size], call.jax_y[:size]),
+            )
         batches, order = _batches(call, batch_size, shuffle, seed, drop_last)
         schedulers = () if torch_scheduler is None else (torch_scheduler,)
         per_batch = preflight.interval(jax_schedule)[1] == "batch"
@@ -272,16 +300,18 @@ def verify(
         j = Trajectory(np.asarray(losses), hist, time.perf_counter() - start)
 
         forced = None
-        # a user's step with a state parity cannot fill (optax's own): free run only
-        if teacher_forcing and (jax_step is None or jr.optim.is_optimizer_state(template)):
-            after = [{k: v[i] for k, v in t.params.items()} for i in range(t.steps)]
-            side = teacher.JaxSide(
-                jax_loss_fn,
-                jax_tx,
-                jax_step,
-                template if jr.optim.is_optimizer_state(template) else None,
-                _lrs(jax_tx, jax_schedule, t.steps, call.epochs),
+        side = None
+        if teacher_forcing:
+            side, note = _jax_side(
+                jax_loss_fn, jax_tx, jax_step, template, name_map, state_from_torch, dtype
             )
+            side = dataclasses.replace(side, lrs=_lrs(jax_tx, jax_schedule, t.steps, call.epochs))
+            if note:
+                notes.append(note)
+                warnings.warn(optax_state.NotTeacherForced(note), stacklevel=2)
+        # a user's step whose state parity cannot fill: the free run only
+        if side is not None and (jax_step is None or side.fill or side.template is not None):
+            after = [{k: v[i] for k, v in t.params.items()} for i in range(t.steps)]
             forced = teacher.run(
                 recorder.steps,
                 after,
@@ -299,7 +329,23 @@ def verify(
         # an optimizer parity has no row for (check_settings=False): the adaptive bound
         base = default_tolerance(dtype.name, row.family if row is not None else "adaptive")
         tolerance = base if tolerance is None else Tolerance("user", float(tolerance), base.reason)
-    return dataclasses.replace(compare(name, t, j, tolerance), teacher=forced)
+    return dataclasses.replace(compare(name, t, j, tolerance), teacher=forced, notes=tuple(notes))
+
+
+def _jax_side(loss_fn, tx, step_fn, template, names, hook, dtype):
+    """(the port as teacher forcing calls it, a note if its optimizer state cannot be
+    filled with torch's: then `fill` is None and the optimizer is not teacher-forced)."""
+    if jr.optim.is_optimizer_state(template) and hook is None:
+        return teacher.JaxSide(loss_fn, tx, step_fn, template, None), ""
+    try:
+        fill = optax_state.filler(template, names, hook, dtype)
+    except optax_state.Unmapped as e:
+        note = (
+            f"teacher forcing of the optimizer: {e}; the optimizer is compared by the free run only"
+        )
+        return teacher.JaxSide(loss_fn, tx, step_fn, None, None), note
+    read = functools.partial(optax_state.read, names=names)
+    return teacher.JaxSide(loss_fn, tx, step_fn, None, None, fill, read), ""
 
 
 def _dtype_of(model: torch.nn.Module) -> np.dtype:

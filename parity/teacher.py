@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 import jaxreg as jr
-from parity import preflight
+from parity import optax_state, preflight, step_diagnosis
 from parity.compare import Deviation, TeacherForced
 from parity.names import NameMap
 from parity.tolerances import Tolerance
@@ -138,9 +138,15 @@ class JaxSide:
       loss_fn, tx: `jr.objective(...)` (or any `(params, x, y) -> scalar`) and the
         transformation; or None with `step_fn`.
       step_fn: the user's `(params, opt_state, x, y) -> (params, opt_state, loss)`.
-      template: the port's initial optimizer state (its hyperparameters are used), or
-        None where it is not a jaxreg `OptState` (torch's buffers cannot be put into it).
+      template: the port's initial jaxreg `OptState` (its hyperparameters are used), or
+        None where it is not one.
       lrs: (steps,) the learning rate the port uses at each step, or None.
+      fill: for any other state (optax's, a flax `TrainState`): `(torch_state, step,
+        params) -> the port's state holding torch's` (`parity.optax_state.filler`), or
+        None where torch's state cannot be put into it (the optimizer is then not
+        teacher-forced).
+      read: `(state) -> {torch key: {torch name: array}}`, the buffers of such a state
+        (`parity.optax_state.read`), to compare with torch's after the update.
     """
 
     loss_fn: Any
@@ -148,6 +154,8 @@ class JaxSide:
     step_fn: Callable | None
     template: Any
     lrs: np.ndarray | None
+    fill: Callable | None = None
+    read: Callable | None = None
 
 
 def _rel_over(abs_dev: np.ndarray, scale: float) -> np.ndarray:
@@ -221,6 +229,8 @@ def run(
                 )
             lr_pairs.append((ts.lr, float(np.asarray(template.hyperparams["lr"]))))
             state = state_from_torch(template, ts.state, names, k, dtype)
+        elif jax_side.fill is not None:
+            state = jax_side.fill(ts.state, k, params)
         t_update = {n: np.asarray(t_after[n], np.float64) - ts.params[n] for n in t_after}
         ulp = {n: np.spacing(np.abs(t_after[n]).astype(dtype)) for n in t_after}
         if step_fn is not None:
@@ -228,8 +238,8 @@ def run(
             add("step", "loss", ts.loss, np.asarray(loss))
             for n, v in names.to_torch(new_params).items():
                 add("step", f"params[{n}]", t_after[n], v)
-            if state is not None and jr.optim.is_optimizer_state(new_state):
-                _add_state(add, "step", new_state, names, t_state)
+            if state is not None:
+                _add_state(add, "step", _buffers(jax_side, new_state, names), t_state)
             continue
         if predict is not None:
             add(
@@ -248,7 +258,7 @@ def run(
         updates, new_state = update(t_grads, state, params)
         for n, u in names.to_torch(updates).items():
             add("optimizer update", f"update[{n}]", t_update[n], u, ulp[n])
-        _add_state(add, "optimizer update", new_state, names, t_state)
+        _add_state(add, "optimizer update", _buffers(jax_side, new_state, names), t_state)
 
     # One scale per kind of quantity (every gradient, every update, each state field): a
     # sum's rounding is relative to the magnitude of its terms, so a bias gradient that
@@ -276,12 +286,49 @@ def run(
         jax_shapes,
         torch_optimizer,
         torch_loss_fn,
+        t_after=after[first],
+        t_state=states[first],
     )
     return dataclasses.replace(result, diagnosis=why)
 
 
-def _add_state(add, group, new_state, names, t_state) -> None:
-    for field, arrays in state_to_torch(new_state, names).items():
+def rerun(
+    k: int, ts: TorchStep, jax_side: JaxSide, names: NameMap, dtype, jax_shapes
+) -> step_diagnosis.JaxStep:
+    """The port's step `k` again from torch's parameters and state (for the diagnosis)."""
+    params = jax.tree.map(jnp.asarray, names.to_jax(ts.params, dtype))
+    xj = np.asarray(ts.x).reshape((ts.x.shape[0], *jax_shapes[0]))
+    yj = np.asarray(ts.y).reshape((ts.y.shape[0], *jax_shapes[1]))
+    if jax_side.template is not None:
+        state = state_from_torch(jax_side.template, ts.state, names, k, dtype)
+    else:
+        state = jax_side.fill(ts.state, k, params)
+    if jax_side.step_fn is not None:
+        new_params, new_state, loss = jax_side.step_fn(params, state, xj, yj)
+        before = state
+    else:
+        loss = jax_side.loss_fn(params, xj, yj)
+        t_grads = jax.tree.map(jnp.asarray, names.to_jax(ts.grads, dtype))
+        updates, new_state = jax_side.tx.update(t_grads, state, params)
+        new_params, before = jax.tree.map(jnp.add, params, updates), state
+    return step_diagnosis.JaxStep(
+        float(np.asarray(loss)),
+        names.to_torch(new_params),
+        _buffers(jax_side, before, names),
+        _buffers(jax_side, new_state, names),
+        optax_state.hyperparams(state),
+    )
+
+
+def _buffers(jax_side: JaxSide, state: Any, names: NameMap) -> dict[str, dict[str, Any]]:
+    """`{torch key: {torch name: array}}` of a state the port returned."""
+    if jr.optim.is_optimizer_state(state):
+        return state_to_torch(state, names)
+    return jax_side.read(state) if jax_side.read is not None else {}
+
+
+def _add_state(add, group, buffers, t_state) -> None:
+    for field, arrays in buffers.items():
         for n, v in arrays.items():
             if field in t_state.get(n, {}):
                 add(group, f"state.{field}[{n}]", t_state[n][field], v)
@@ -308,8 +355,13 @@ def diagnose(
     jax_shapes,
     torch_optimizer,
     torch_loss_fn,
+    t_after: Mapping[str, np.ndarray] | None = None,
+    t_state: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    """What differs at step `k`: the first component over tolerance, and its likely cause."""
+    """What differs at step `k`: the first component over tolerance, and its likely cause.
+
+    `t_after`, `t_state`: torch's parameters and optimizer state after step `k` (for the
+    causes inside an optimizer step: `parity.step_diagnosis`)."""
     tol = result.tolerance.rtol
     for group, members in result.groups.items():
         over = [result.deviations[m] for m in members if result.deviations[m].rel_by_step[k] > tol]
@@ -338,6 +390,17 @@ def diagnose(
             torch_loss_fn,
             result,
         )
+        if (
+            group in ("optimizer update", "step")
+            and t_after is not None
+            and (jax_side.template is not None or jax_side.fill is not None)
+        ):
+            done = rerun(k, ts, jax_side, names, dtype, jax_shapes)
+            more = step_diagnosis.causes(
+                d.name, done, ts, t_after, t_state, torch_optimizer, torch_loss_fn, tol
+            )
+            generic = hint.startswith("same gradients and optimizer state in")
+            hint = "; ".join([*more, *([hint] if hint and not (more and generic) else [])])
         return head + (f": {hint}" if hint else "")
     return ""
 

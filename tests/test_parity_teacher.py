@@ -412,15 +412,16 @@ def test_assert_port_matches_passes_a_faithful_port():
     assert cmp.passed
 
 
-def test_an_optax_port_with_a_wrong_lr_fails_although_its_state_cannot_be_teacher_forced():
-    """optax's own state cannot hold torch's buffers: teacher forcing covers predictions,
-    loss and gradients only, so the free run decides, and a wrong lr still fails."""
+def test_an_optax_transformation_is_teacher_forced_and_a_wrong_lr_named():
+    """jax_tx=optax.adam: its ScaleByAdamState is filled with torch's exp_avg, exp_avg_sq
+    and step (`parity.optax_state`), so the optimizer is teacher-forced too."""
     x, y = _data()
     model = _linear()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     cmp = parity.verify(
         model, F.mse_loss, opt, MSE, optax.adam(0.011), x, y, steps=10, check_settings=False
     )
-    assert not cmp.teacher.complete and cmp.teacher.passed
+    assert cmp.teacher.complete and cmp.teacher.first_failing_step == 0
     assert not cmp.passed and not cmp.amplified
-    assert "FAIL" in cmp.summary() and "not the optimizer" in cmp.summary()
+    assert "implementation differs at step 0" in cmp.summary()
+    assert "a learning rate of 0.011 where torch's lr is 0.01" in cmp.summary()
