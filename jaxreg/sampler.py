@@ -69,8 +69,9 @@ class DistributedSampler:
     all-reduce mean). See `jaxreg.fit` for the loss reported.
 
     Attributes:
-      num_replicas: R. None: the number of shards of row-sharded data (required for data
-        on one device, where it simulates R replicas).
+      num_replicas: R. None: the number of shards of row-sharded data, one replica a
+        device; else a multiple of it (each device computes R / shards replicas in turn),
+        or any R for data on one device (R replicas simulated there, one at a time).
       shuffle: each epoch's global order is torch's `randperm(n)` seeded with
         `seed + epoch` (exactly torch's), else 0..n-1.
       seed: torch's `seed` (0 <= seed; `seed + epoch` < 2**64).
@@ -111,13 +112,15 @@ class DistributedSampler:
                     "over a mesh (jaxreg.distributed.row_sharding)"
                 )
             return int(self.num_replicas)
-        if self.num_replicas is not None and self.num_replicas != shards:
+        if self.num_replicas is None:
+            return shards
+        if self.num_replicas % shards:
             raise ValueError(
                 f"DistributedSampler(num_replicas={self.num_replicas}) but the rows are split "
-                f"over {shards} devices (one replica each): pass num_replicas=None or "
-                f"{shards}, or shard the data over {self.num_replicas} devices"
+                f"over {shards} devices, which must hold the same number of replicas each: "
+                f"pass num_replicas=None (one a device) or a multiple of {shards}"
             )
-        return shards
+        return int(self.num_replicas)
 
     def num_samples(self, n: int, replicas: int) -> int:
         """Rows each replica takes per epoch (torch's `num_samples`)."""

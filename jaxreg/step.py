@@ -21,6 +21,7 @@ import optax
 
 from jaxreg import _checks, distributed, gradients, optim
 from jaxreg.dataset import Dataset
+from jaxreg.loop import replicas as replica_steps
 from jaxreg.objective import as_objective
 
 __all__ = ["Step", "StepRecord", "make_step", "step_record", "update", "value_and_grad"]
@@ -115,10 +116,19 @@ class Step:
     `(params, opt_state, x, y)` for use inside your own `jax.jit`/`vmap` (no checks there).
     """
 
-    def __init__(self, loss_fn: LossFn, tx: optax.GradientTransformation, *, donate: bool):
+    def __init__(
+        self,
+        loss_fn: LossFn,
+        tx: optax.GradientTransformation,
+        *,
+        donate: bool,
+        replicas: bool = False,
+    ):
         optim.check_transformation(tx)
         _checks.check_flag("donate", donate)
+        _checks.check_flag("replicas", replicas)
         self.loss_fn, self.tx, self.donate = loss_fn, tx, bool(donate)
+        self.replicas = bool(replicas)
         self._objective = as_objective(loss_fn)
         self._last: tuple[Any, Any, Dataset] | None = None
         self._adopt_cache: dict = {}  # for transformations that are not jaxreg's
@@ -152,6 +162,9 @@ class Step:
         else:
             dtype = _checks.params_dtype(params)
         xd, yd, where, backend = self._data(x, y).placed(dtype)
+        if self.replicas:
+            _check_replica_batches(xd, yd, where)
+            backend = (backend, where)  # the programs close over the replicas' mesh
         opt_state = optim.adopt(self.tx, params, opt_state, cache=self._adopt_cache)
         if where is not None:  # row-sharded data: params and state replicated on its mesh
             params, opt_state = distributed.replicate((params, opt_state), where)
@@ -165,7 +178,8 @@ class Step:
         step), so a call hashes no static arguments: it costs what a plain jit call costs."""
         programs = self._programs.get(backend)
         if programs is None:
-            programs = self._programs[backend] = _programs(self._objective, self.tx, backend)
+            made = _programs(self._objective, self.tx, backend, replicas=self.replicas)
+            programs = self._programs[backend] = made
         return programs[kind]
 
     def __call__(self, params, opt_state, x, y=None):
@@ -192,10 +206,33 @@ def _select_and_record(objective, tx, params, opt_state, x, y, backend) -> StepR
     return step_record(objective, tx, params, opt_state, x, y, formulation=formulation)
 
 
-def _programs(objective, tx, backend: str) -> dict:
-    """The jitted step programs of one (objective, optimizer, backend)."""
+def _check_replica_batches(x, y, where) -> None:
+    """`make_step(replicas=True)`'s data: (R, b, ...) batches, R a multiple of the shards."""
+    if x.ndim < 2 or y.ndim < 2:
+        raise ValueError(
+            f"make_step(replicas=True) takes every replica's batch stacked, x (R, b, ...) and "
+            f"y (R, b, ...); got x {x.shape} and y {y.shape}. Stack them: x[idx] with idx "
+            "(R, b), e.g. DistributedSampler(...).indices(n, epoch, R)[:, start:start + b]"
+        )
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"replica batches of different sizes: x {x.shape}, y {y.shape} (b = dimension 1)"
+        )
+    if where is not None and x.shape[0] % where.shards:
+        raise ValueError(
+            f"{x.shape[0]} replica batches split over {where.shards} devices: shard them "
+            "over a mesh axis whose size divides R (the same number of replicas a device)"
+        )
+
+
+def _programs(objective, tx, backend: Any, *, replicas: bool = False) -> dict:
+    """The jitted step programs of one (objective, optimizer, backend); with `replicas`,
+    `backend` is (backend, data mesh or None) and a step averages per-replica gradients."""
 
     def record(p, s, x, y):
+        if replicas:
+            loss = replica_steps.ReplicaMean(objective, backend[1], backend[0])
+            return step_record(loss, tx, p, s, x, y, formulation=replica_steps.FORMULATION)
         return _select_and_record(objective, tx, p, s, x, y, backend)
 
     def step(p, s, x, y):
@@ -235,7 +272,13 @@ def _donatable(params, opt_state):
     return jax.tree_util.tree_map_with_path(one, (params, opt_state))
 
 
-def make_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, donate: bool = False) -> Step:
+def make_step(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    *,
+    donate: bool = False,
+    replicas: bool = False,
+) -> Step:
     """A jitted step `(params, opt_state, x, y) -> (params, opt_state, loss)`.
 
     Equivalent to the torch loop body
@@ -248,5 +291,10 @@ def make_step(loss_fn: LossFn, tx: optax.GradientTransformation, *, donate: bool
       tx: an optax `GradientTransformation`, e.g. `jr.optim.sgd(0.01)`.
       donate: donate params and opt_state buffers (saves memory; the inputs become invalid,
         and using them again is a clear error).
+      replicas: a data-parallel step, torch DDP's: x (R, b, ...) and y (R, b, ...) hold R
+        replicas' batches (replica r's in row r; split over a mesh axis, R / shards a
+        device, or on one device); each replica's gradient is computed on its own batch,
+        the update uses their mean, and the loss returned is the mean of the replicas'
+        losses (`jaxreg.loop.replicas`; `fit(..., sampler=...)` runs whole epochs so).
     """
-    return Step(loss_fn, tx, donate=donate)
+    return Step(loss_fn, tx, donate=donate, replicas=replicas)

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxreg import gradients, optim
+from jaxreg import gradients, optim, schedules
 from jaxreg.loop import replicas
 from jaxreg.loop.batches import batch_rows, epoch_rows
 from jaxreg.loop.packing import Flat
@@ -63,9 +63,9 @@ def run(
     def step(carry, xb, yb, state):
         p, s = unpack(carry)
         s = optim.restore_hyperparams(s, state)
-        if spec.replicas:
-            where = spec.data_mesh
-            rec = replicas.record(objective, tx, p, s, xb, yb, where=where, backend=backend)
+        if spec.replicas:  # the replicas' batches: their mean loss and gradient
+            loss = replicas.ReplicaMean(objective, spec.data_mesh, backend)
+            rec = step_record(loss, tx, p, s, xb, yb, formulation=replicas.FORMULATION)
         else:
             formulation = gradients.select(objective, p, xb, yb, backend=backend)
             rec = step_record(objective, tx, p, s, xb, yb, formulation=formulation)
@@ -140,8 +140,9 @@ def finish(state: Any, opt_state: Any, lrs: Any, spec: LoopSpec, epoch0: int) ->
 
 
 def _with_lr(opt_state: Any, lr: Any) -> Any:
-    """`opt_state` learning at `lr` (`optim.set_lr`), or unchanged when `lr` is None."""
-    return opt_state if lr is None else optim.set_lr(opt_state, lr)
+    """`opt_state` learning at `lr` (`schedules.apply`: `optim.set_lr`, and the momentum
+    too for a row `(lr, momentum)` of a schedule that cycles it), or unchanged for None."""
+    return opt_state if lr is None else schedules.apply(opt_state, lr)
 
 
 def _batch_lrs(spec: LoopSpec, lrs: Any, e: Any):

@@ -5,12 +5,13 @@ rank r computes `loss_r = loss_fn(model(x[idx_r]), y[idx_r])` and its gradient o
 batch; DDP all-reduces the gradients to their mean, and every rank applies the same update.
 Here `idx` is the (R, b) array of the R batches' rows (`jaxreg.sampler`), and:
 
-- on row-sharded data (`DataMesh`, one replica per device of the data axis), a
-  `jax.shard_map`: each device takes, from its own rows, those of every replica's batch
-  (zeros elsewhere) and a reduce-scatter hands replica r its batch (one value per row is
-  nonzero: the sum is exact), so no device ever holds more than its rows and the R
-  batches; each device computes its gradient with the formulation `jaxreg.gradients`
-  selects for its batch, and `pmean` averages loss and gradients over the axis;
+- on row-sharded data (`DataMesh`; R / shards replicas per device of the data axis,
+  usually one), a `jax.shard_map`: each device takes, from its own rows, those of every
+  replica's batch (zeros elsewhere) and a reduce-scatter hands each device its replicas'
+  batches (one value per row is nonzero: the sum is exact), so no device ever holds more
+  than its rows and the R batches; each device computes its replicas' gradients with the
+  formulation `jaxreg.gradients` selects for one batch, and `pmean` averages loss and
+  gradients over the axis;
 - on one device, the same per-replica computation for r = 0..R-1 in turn (`lax.map`), then
   the mean over replicas.
 
@@ -30,9 +31,8 @@ from jax.sharding import PartitionSpec
 
 from jaxreg import gradients
 from jaxreg.distributed import DataMesh
-from jaxreg.step import StepRecord, step_record
 
-__all__ = ["ReplicaMean", "batches", "record"]
+__all__ = ["FORMULATION", "ReplicaMean", "batches", "value_and_grad"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,13 +89,16 @@ def value_and_grad(loss: ReplicaMean, params: Any, xb: Any, yb: Any, *, grads: b
         f = gradients.select(objective, params, xr, yr, backend=backend)
         return f.value_and_grad(objective, params, xr, yr)
 
-    if loss.where is None:
+    def mean(objective, params, xb, yb):  # over the replicas in xb, one at a time
         values = jax.lax.map(lambda b: one(objective, params, *b), (xb, yb))
         return jax.tree.map(lambda v: jnp.mean(v, axis=0), values)
+
+    if loss.where is None:
+        return mean(objective, params, xb, yb)
     axis = loss.where.axis
 
-    def local(objective, params, xr, yr):
-        return jax.lax.pmean(one(objective, params, xr[0], yr[0]), axis)
+    def local(objective, params, xr, yr):  # this device's replicas (equal counts on all)
+        return jax.lax.pmean(mean(objective, params, xr, yr), axis)
 
     rows, whole = PartitionSpec(axis), PartitionSpec()
     # check_vma=False: the formulations are written for plain arrays (a cotangent made
@@ -110,9 +113,6 @@ def value_and_grad(loss: ReplicaMean, params: Any, xb: Any, yb: Any, *, grads: b
     )(objective, params, xb, yb)
 
 
-def record(objective, tx, params, opt_state, xb, yb, *, where, backend) -> StepRecord:
-    """One data-parallel step on per-replica batches (R, b, ...): `step_record` with the
-    replicas' mean loss and gradient."""
-    loss = ReplicaMean(objective, where, backend)
-    formulation = gradients.Formulation("replicas", value_and_grad)
-    return step_record(loss, tx, params, opt_state, xb, yb, formulation=formulation)
+# `jaxreg.step.step_record(ReplicaMean(...), tx, params, opt_state, xb, yb,
+# formulation=FORMULATION)` is one data-parallel step on per-replica batches.
+FORMULATION = gradients.Formulation("replicas", value_and_grad)
