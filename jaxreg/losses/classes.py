@@ -109,6 +109,11 @@ def _weight(fn: str, weight, n_classes: int, dtype) -> jax.Array | None:
     return w
 
 
+def _along_classes(w: jax.Array, x: jax.Array) -> jax.Array:
+    """(C,) weights shaped to broadcast against x (..., C) (torch's `weight.view(...)`)."""
+    return jnp.reshape(w, (1,) * (x.ndim - 1) + (-1,))
+
+
 def _check_ignore_index(fn: str, ignore_index) -> None:
     if not isinstance(ignore_index, (int, np.integer)) or isinstance(ignore_index, bool):
         raise TypeError(f"{fn}: ignore_index must be an int, got {ignore_index!r}")
@@ -225,7 +230,7 @@ def cross_entropy(
     if s == 0.0:
         return nll_value
     valid = t != ignore_index
-    smooth = -jnp.sum(logp if w is None else logp * w, axis=-1)
+    smooth = -jnp.sum(logp if w is None else logp * _along_classes(w, logp), axis=-1)
     smooth = jnp.where(valid, smooth, 0)
     if reduction == "none":
         smooth = smooth[0] if one else smooth
@@ -255,7 +260,7 @@ def _probability_targets(fn, logp, target, w, ignore_index, s, reduction, one):
     n_classes = logp.shape[-1]
     if s > 0.0:
         p = p * (1 - s) + (s / n_classes)
-    terms = logp * p if w is None else logp * p * w
+    terms = logp * p if w is None else logp * p * _along_classes(w, logp)
     if reduction == "none":
         loss = -jnp.sum(terms, axis=-1)
         return loss[0] if one else loss
