@@ -6,6 +6,7 @@
     python -m parity --json parity.json --report parity-report/
     python -m parity --perturb lr=1.001    # break the jax side on purpose: it must FAIL
     python -m parity -j 2                  # two worker processes
+    python -m parity --distributed         # torch DDP vs jaxreg, 2 processes each (gloo)
 
 Exit status: 0 all passed, 1 a scenario failed (or raised), 2 bad usage or missing data
 (every option is checked before any work, output paths included), 74 an output could not
@@ -25,7 +26,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from jaxreg import cli
-from parity import report
+from parity import distributed, report
 from parity.problem import DATA_ENV, DataNotFoundError
 from parity.registry import select
 from parity.runner import outcome, outcome_by_name
@@ -132,6 +133,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "selected scenarios, since each worker holds about 0.5 GB.",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="the data-parallel scenarios instead: torch DistributedDataParallel against "
+        "jaxreg's multi-process fit, 2 processes each over gloo (parity.distributed); "
+        "--only, --dtype, --list, --json and --perturb lr= apply",
+    )
     args = p.parse_args(argv)
     try:
         args.perturbation = _perturbation(args.perturb)
@@ -199,6 +207,8 @@ def _run_in_workers(scenarios, args, bar, jobs: int) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.distributed:
+        return distributed.main_rows(args)
     scenarios = select(only=args.only, dtype=args.dtype, source=args.source)
     if not scenarios:
         chosen = [("--only", o) for o in args.only or []]
