@@ -142,10 +142,8 @@ def _fill(node: Any, w: _Walk, path: str) -> Any:
             params=_params_like(w, _get(node, "params"), f"{path}.params"),
             opt_state=_fill(_get(node, "opt_state"), w, f"{path}.opt_state"),
         )
-    if isinstance(node, tuple) and hasattr(node, "_fields"):
-        if not _has_arrays(node):
-            return node
-        return kind(**{f: _fill(getattr(node, f), w, f"{path}.{f}") for f in node._fields})
+    if isinstance(node, tuple) and hasattr(node, "_fields") and _has_arrays(node):
+        raise Unmapped(_unknown(f"a {kind.__name__}", path))
     if isinstance(node, (tuple, list)):
         return kind(_fill(v, w, f"{path}[{i}]") for i, v in enumerate(node))
     if isinstance(node, dict):
@@ -159,12 +157,34 @@ def _fill(node: Any, w: _Walk, path: str) -> Any:
         return dataclasses.replace(node, **changes)
     if not _has_arrays(node):
         return node
-    raise Unmapped(
-        f"the port's optimizer state holds a {kind.__name__} at {path or 'the top'}, which "
+    raise Unmapped(_unknown(f"an array ({kind.__name__})", path))
+
+
+def _unknown(what: str, path: str) -> str:
+    return (
+        f"the port's optimizer state holds {what} at {path or 'the top'}, which "
         f"parity.optax_state does not know (it fills {', '.join(t.__name__ for t in FIELDS)}, "
         "inside chains, inject_hyperparams and TrainState-shaped containers); pass "
         "state_from_torch=fn(template, buffers, step) to parity.verify"
     )
+
+
+def _children(node: Any) -> list[Any]:
+    """The sub-states a walk visits: a chain's members, an inject state's inner state, a
+    TrainState's opt_state, a container's values (not a known state's buffers)."""
+    if type(node) in FIELDS:
+        return []
+    if isinstance(node, INJECT):
+        return [node.inner_state]
+    if _is_train_state(node):
+        return [_get(node, "opt_state")]
+    if isinstance(node, (tuple, list)):
+        return list(node)
+    if isinstance(node, dict):
+        return list(node.values())
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return [getattr(node, f.name) for f in dataclasses.fields(node)]
+    return []
 
 
 def _is_train_state(node: Any) -> bool:
@@ -228,19 +248,8 @@ def read(state: Any, names: NameMap) -> dict[str, dict[str, np.ndarray]]:
                     for key in how:
                         out.setdefault(key, names.to_torch(getattr(node, field)))
             return
-        if isinstance(node, INJECT):
-            visit(node.inner_state)
-        elif _is_train_state(node):
-            visit(_get(node, "opt_state"))
-        elif isinstance(node, (tuple, list)):
-            for v in node:
-                visit(v)
-        elif isinstance(node, dict):
-            for v in node.values():
-                visit(v)
-        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-            for f in dataclasses.fields(node):
-                visit(getattr(node, f.name))
+        for child in _children(node):
+            visit(child)
 
     visit(state)
     return out
@@ -273,14 +282,9 @@ def hyperparams(state: Any) -> dict[str, Any]:
             visit(node.inner_state)
         elif type(node) in FIELDS:
             return
-        elif _is_train_state(node):
-            visit(_get(node, "opt_state"))
-        elif isinstance(node, (tuple, list)):
-            for v in node:
-                visit(v)
-        elif isinstance(node, dict):
-            for v in node.values():
-                visit(v)
+        else:
+            for child in _children(node):
+                visit(child)
 
     visit(state)
     return found
@@ -295,14 +299,9 @@ def kinds(state: Any) -> list[type]:
             found.append(type(node))
         elif isinstance(node, INJECT):
             visit(node.inner_state)
-        elif _is_train_state(node):
-            visit(_get(node, "opt_state"))
-        elif isinstance(node, (tuple, list)):
-            for v in node:
-                visit(v)
-        elif isinstance(node, dict):
-            for v in node.values():
-                visit(v)
+        else:
+            for child in _children(node):
+                visit(child)
 
     visit(state)
     return found
