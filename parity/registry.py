@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from parity.matrix import matrix_scenarios
 from parity.scenario import Scenario
-from parity.tutorials import seed_scenarios
+from parity.tutorials import RENAMED, current_name, seed_scenarios
 
 
 def all_scenarios() -> list[Scenario]:
@@ -40,14 +40,22 @@ def select(
     return [
         s
         for s in pool
-        if (not patterns or any(matches(s.name, p) for p in patterns))
+        if (not patterns or any(matches(n, p) for n in _names(s.name) for p in patterns))
         and (dtype is None or s.dtype == dtype)
         and (source is None or s.source == source)
     ]
 
 
+def _names(name: str) -> list[str]:
+    """A scenario's name and its earlier names (`parity.tutorials.RENAMED`)."""
+    stem, _, suffix = name.rpartition("-")
+    return [name] + [f"{old}-{suffix}" for old, new in RENAMED.items() if new == stem]
+
+
 def get(name: str) -> Scenario:
-    """The scenario called `name` (exactly); `KeyError` listing close names otherwise."""
+    """The scenario called `name` (exactly; an earlier name of a renamed tutorial scenario
+    works too); `KeyError` listing close names otherwise."""
+    name = current_name(name)
     pool = all_scenarios()
     for s in pool:
         if s.name == name:

@@ -1,8 +1,11 @@
 """The seed scenarios: SPEC's seven tutorial workflows, every variant, as the tutorials write them.
 
 Each workflow exists in float32 (the tutorials' dtype, `-f32`) and float64 (`-f64`: the
-same program on float64 tensors, where torch and jaxreg must agree to ~1e-12). Names start
-with the workflow's number: `t1-...` to `t7-...`.
+same program on float64 tensors, where torch and jaxreg must agree to ~1e-12). A name says
+which tutorial it comes from: the workflow's number and the tutorial's short name
+(`TUTORIALS`), then the variant: `t4-mv-nn-linear-mseloss-view-as-f32` is the multivariate
+tutorial's `nn.Linear` + `nn.MSELoss` version. Names used before the tutorial was in every
+name (`t3-lesson-grad-accumulation`) still select their scenario (`RENAMED`).
 
 The jax side is `jr.fit` for most, and a Python loop over `jr.make_step` (the way a
 hand-written torch loop is ported line by line) for t4-mv, t5a, t5c and t6-mse.
@@ -74,6 +77,40 @@ def _no_data(dtype: np.dtype, path: Path) -> Data:
     return Data(np.zeros((1, 1)), np.zeros((1, 1)))
 
 
+# workflow number -> (the tutorial's short name in every scenario name, its title in SPEC)
+TUTORIALS = {
+    "t1": ("line", "scalar line y = x with manual parameters W, b and optim.SGD"),
+    "t2": ("line", "the same line with nn.Linear(1, 1) in an nn.Module"),
+    "t3": ("line-2x", "y = 2x, and the autograd lessons of the same tutorial"),
+    "t4": ("mv", "multivariate regression with a design matrix (torch.mv)"),
+    "t5": ("real", "real data (regression.csv), two loss scalings"),
+    "t6": ("logistic", "logistic regression, MSE and binary cross-entropy"),
+    "t7": ("celsius", "Celsius to Fahrenheit"),
+}
+
+# a seed scenario's earlier name (without the dtype suffix) -> its name now
+RENAMED = {
+    "t3-lesson-grad-accumulation": "t3-line-2x-lesson-grad-accumulation",
+    "t3-lesson-grad-2w2+5": "t3-line-2x-lesson-grad-2w2+5",
+    "t4-nn-linear-mseloss-view-as": "t4-mv-nn-linear-mseloss-view-as",
+    "t4-lesson-grad-sum-mv": "t4-mv-lesson-grad-sum-mv",
+}
+
+
+def tutorial_of(name: str) -> str:
+    """The title of the tutorial a seed scenario comes from (`"t4-mv-..."` -> SPEC's 4)."""
+    number = name.split("-", 1)[0].rstrip("abcdefg")
+    return TUTORIALS[number][1]
+
+
+def current_name(name: str) -> str:
+    """A seed scenario's name now, given its earlier name (dtype suffix kept); else `name`."""
+    stem, dash, suffix = name.rpartition("-")
+    if suffix in ("f32", "f64") and stem in RENAMED:
+        return f"{RENAMED[stem]}{dash}{suffix}"
+    return RENAMED.get(name, name)
+
+
 _MV_X = _multivariate
 _T5 = "t5 (regression.csv)"
 
@@ -115,7 +152,7 @@ def _workflows() -> list[dict]:
             note="t3: y = 2x, the same loop as t1",
         ),
         dict(
-            name="t3-lesson-grad-accumulation",
+            name="t3-line-2x-lesson-grad-accumulation",
             data=_no_data,
             init={"w": np.asarray(2.0)},
             lesson="grad-accumulation",
@@ -123,7 +160,7 @@ def _workflows() -> list[dict]:
             note="t3: z = 2 * w; z.backward() without zero_grad(): w.grad = 2, 4, 6, ...",
         ),
         dict(
-            name="t3-lesson-grad-2w2+5",
+            name="t3-line-2x-lesson-grad-2w2+5",
             data=_no_data,
             init={"w": np.asarray(2.0)},
             lesson="grad-square",
@@ -143,7 +180,7 @@ def _workflows() -> list[dict]:
             note="t4: y_pred = torch.mv(X, w); w.data = w.data - 0.1 * w.grad.data; w.grad = None",
         ),
         dict(
-            name="t4-nn-linear-mseloss-view-as",
+            name="t4-mv-nn-linear-mseloss-view-as",
             data=_MV_X,
             form="nn.Linear-nobias",
             init=TorchInit(0, 3, bias=False),
@@ -154,7 +191,7 @@ def _workflows() -> list[dict]:
             "nn.MSELoss() on y_pred.view_as(y)",
         ),
         dict(
-            name="t4-lesson-grad-sum-mv",
+            name="t4-mv-lesson-grad-sum-mv",
             data=_MV_X,
             init={"a": _w0},
             lesson="grad-sum-mv",
