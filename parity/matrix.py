@@ -45,8 +45,15 @@ LOSS_CYCLE: list[tuple[str, str, dict]] = [
 
 
 def _schedule(name: str | None, epochs: int) -> tuple[str | None, dict]:
-    """Schedule arguments scaled to the run's length in epochs (100 full batch, 25 mini-batch)."""
-    return name, ({} if name is None else vocab.SCHEDULES[name].example(epochs))
+    """Schedule arguments scaled to the run's length in epochs (100 full batch, 25 mini-batch),
+    or in steps (100) for a schedule stepped per batch (`CyclicLR`, `OneCycleLR`)."""
+    if name is None:
+        return name, {}
+    row = vocab.SCHEDULES[name]
+    return name, row.example(STEPS if row.jax().interval == "batch" else epochs)
+
+
+STEPS = 100  # updates per matrix run
 
 
 SCHEDULE_CYCLE = [
@@ -65,7 +72,12 @@ LOSS_CYCLE += [
     for row in vocab.LOSSES.values()
     if row.name not in {loss for _, loss, _ in LOSS_CYCLE}
 ]
-SCHEDULE_CYCLE += [name for name in vocab.SCHEDULES if name not in SCHEDULE_CYCLE]
+# Chosen by hand in `EXTRA` (so not in the cycle): the schedules that set the lr to
+# absolute values whatever the optimizer's (CyclicLR, OneCycleLR: a value right for SGD
+# on a mean can diverge on a sum) or that cycle the momentum (only optimizers with one),
+# and ReduceLROnPlateau, whose runs are crafted to plateau.
+BY_HAND = ("CyclicLR", "OneCycleLR", "ReduceLROnPlateau")
+SCHEDULE_CYCLE += [n for n in vocab.SCHEDULES if n not in SCHEDULE_CYCLE and n not in BY_HAND]
 BATCH_CYCLE = [None, None, 16]
 
 N_FULL, N_MINI = 64, 50
@@ -113,8 +125,10 @@ def make(
     drop_last: bool = False,
     outputs: int = 1,
     jax_loop: str = "fit",
+    schedule_kwargs: dict | None = None,
 ) -> Scenario:
-    """One matrix scenario; its name spells out all of the above."""
+    """One matrix scenario; its name spells out all of the above (`schedule_kwargs`
+    replace some of the schedule row's example arguments: the name then says "-custom")."""
     _, optimizer, kwargs = next(o for o in OPTIONS if o[0] == option)
     n = N_MINI if batch_size else N_FULL
     epochs = 25 if batch_size else 100
@@ -124,6 +138,7 @@ def make(
     if summed and vocab.OPTIMIZERS[optimizer].family == "sgd":
         kwargs = {**kwargs, "lr": kwargs["lr"] / (batch_size or n)}  # same step as the mean
     sched, sched_kwargs = _schedule(schedule, epochs)
+    sched_kwargs = {**sched_kwargs, **(schedule_kwargs or {})}
     batching = (
         "full"
         if not batch_size
@@ -135,7 +150,7 @@ def make(
         option,
         model,
         loss + (f"-out{outputs}" if outputs > 1 else ""),
-        sched or "const",
+        (sched or "const") + ("-custom" if schedule_kwargs else ""),
         batching,
     ]
     if jax_loop != "fit":
@@ -242,6 +257,69 @@ EXTRA = [
         loss_kwargs={"beta": 0.0},
         schedule="CosineAnnealingLR",
         batch_size=None,
+        dtype="float32",
+    ),
+]
+
+
+# The schedules chosen by hand (`BY_HAND`): each meets two optimizers and both dtypes.
+EXTRA += [
+    dict(  # torch's default cycle_momentum: SGD's momentum cycles 0.9 -> 0.8 -> 0.9
+        option="sgd-momentum",
+        model="linear",
+        loss="mse",
+        loss_kwargs={},
+        schedule="CyclicLR",
+        batch_size=16,
+        dtype="float64",
+        schedule_kwargs={"cycle_momentum": True},
+    ),
+    dict(  # beta1 cycles with the lr
+        option="adam",
+        model="logistic",
+        loss="bce",
+        loss_kwargs={},
+        schedule="CyclicLR",
+        batch_size=None,
+        dtype="float32",
+        schedule_kwargs={"cycle_momentum": True, "base_lr": 0.005, "max_lr": 0.05},
+    ),
+    dict(
+        option="sgd-momentum",
+        model="linear",
+        loss="huber",
+        loss_kwargs={"delta": 1.0},
+        schedule="OneCycleLR",
+        batch_size=16,
+        dtype="float32",
+        schedule_kwargs={"cycle_momentum": True, "max_lr": 0.05},
+    ),
+    dict(
+        option="adam",
+        model="linear",
+        loss="mse",
+        loss_kwargs={},
+        schedule="OneCycleLR",
+        batch_size=None,
+        dtype="float64",
+        schedule_kwargs={"cycle_momentum": True, "max_lr": 0.2, "three_phase": True},
+    ),
+    dict(  # full batch: the metric is the epoch's loss; lr 0.5 -> several reductions
+        option="sgd",
+        model="linear",
+        loss="mse",
+        loss_kwargs={},
+        schedule="ReduceLROnPlateau",
+        batch_size=None,
+        dtype="float64",
+    ),
+    dict(  # mini-batches: the metric is the mean of the epoch's 4 batch losses
+        option="adam",
+        model="linear",
+        loss="l1",
+        loss_kwargs={},
+        schedule="ReduceLROnPlateau",
+        batch_size=16,
         dtype="float32",
     ),
 ]

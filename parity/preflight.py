@@ -27,7 +27,6 @@ Before these, `parity.arguments.check_arguments` checks every argument's type an
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import inspect
@@ -222,14 +221,6 @@ def check_optimizer(
 # Schedule
 
 
-def _schedule_value(value: Any) -> Any:
-    if isinstance(value, collections.Counter):  # torch's MultiStepLR milestones
-        return sorted(value.elements())
-    if isinstance(value, (list, tuple)):
-        return sorted(value)
-    return value
-
-
 def interval(jax_schedule: Any) -> tuple[Any, str]:
     """(the schedule itself, "epoch"), or for a wrapper such as `jr.schedules.per_batch(s)`,
     (`s`, the wrapper's interval: "batch", when torch steps its scheduler)."""
@@ -284,11 +275,12 @@ def check_schedule(torch_scheduler: Any, jax_schedule: Any, torch_optimizer: Any
             f"{torch_scheduler.last_epoch}); pass a fresh one"
         )
     mismatches = []
-    for field in dataclasses.fields(jax_schedule):
-        theirs = _schedule_value(getattr(torch_scheduler, field.name, None))
-        ours = _schedule_value(getattr(jax_schedule, field.name))
+    ours_all = jrow.jax_settings(jax_schedule)
+    theirs_all = jrow.torch_settings(torch_scheduler, dataclasses.fields(jax_schedule))
+    for name in ours_all.keys() | theirs_all.keys():
+        theirs, ours = theirs_all.get(name), ours_all.get(name)
         if theirs != ours:
-            mismatches.append(f"{field.name}: torch {theirs!r}, jaxreg {ours!r}")
+            mismatches.append(f"{name}: torch {theirs!r}, jaxreg {ours!r}")
     if mismatches:
         raise SettingsError(
             f"verify: torch_scheduler and jax_schedule ({trow.name}) have different "

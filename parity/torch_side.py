@@ -164,8 +164,8 @@ def _update(scenario: Scenario, model, named: dict[str, torch.Tensor]):
     opt = vocab.OPTIMIZERS[scenario.optimizer].torch_class()(params, **scenario.opts)
     schedulers = ()
     if scenario.schedule is not None:
-        cls = vocab.SCHEDULES[scenario.schedule].torch_class()
-        schedulers = (cls(opt, **dict(scenario.schedule_kwargs)),)
+        row = vocab.SCHEDULES[scenario.schedule]
+        schedulers = (row.torch_scheduler(opt, dict(scenario.schedule_kwargs)),)
     return torch_loop.OptimizerUpdate(opt), schedulers
 
 
@@ -189,8 +189,14 @@ def run(scenario: Scenario, problem: Problem) -> Trajectory:
         return pred
 
     update, schedulers = _update(scenario, model, named)
+    per_batch = schedulers and vocab.SCHEDULES[scenario.schedule].jax().interval == "batch"
     program = torch_loop.Program(
-        forward, lambda h, t: loss_fn(h, t, **loss_kwargs), named, update, schedulers
+        forward,
+        lambda h, t: loss_fn(h, t, **loss_kwargs),
+        named,
+        update,
+        () if per_batch else schedulers,
+        schedulers if per_batch else (),  # CyclicLR, OneCycleLR: stepped after every batch
     )
     lrs = None
     if scenario.phases:

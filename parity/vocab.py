@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jaxreg as jr
+from parity import schedule_rows
 
 # torch param_group keys that choose an implementation (kernel, graph capture), not the
 # arithmetic parity compares: the CPU single-tensor path is what jaxreg reproduces.
@@ -142,12 +143,21 @@ class ScheduleRow:
     Attributes:
       name: the `jaxreg.schedules` class, and `Scenario.schedule`.
       torch: the `torch.optim.lr_scheduler` class.
-      example: `epochs -> keyword arguments` the matrix uses for a run of that many epochs.
+      example: `epochs -> keyword arguments` the matrix uses for a run of that many epochs
+        (of that many steps for a schedule stepped per batch).
+      build: `(torch class, optimizer, kwargs, part) -> torch scheduler` where torch takes
+        other arguments than jaxreg (`part(optimizer, jaxreg schedule)` builds a part of a
+        composite); None: `cls(optimizer, **kwargs)`.
+      settings: `(jaxreg reader, torch reader)`, each `(scheduler, describe) -> dict` of
+        what to compare, where torch keeps other attributes than jaxreg's fields
+        (`parity.schedule_rows`); None: every field, read by its name on both.
     """
 
     name: str
     torch: str
     example: Callable[[int], dict[str, Any]]
+    build: Callable[..., Any] | None = None
+    settings: tuple[Callable[..., dict], Callable[..., dict]] | None = None
 
     def jax(self) -> type:
         return getattr(jr.schedules, self.name)
@@ -156,6 +166,26 @@ class ScheduleRow:
         import torch
 
         return getattr(torch.optim.lr_scheduler, self.torch)
+
+    def torch_scheduler(self, optimizer: Any, kwargs: dict[str, Any]) -> Any:
+        """The torch scheduler on `optimizer` with the jaxreg arguments `kwargs`."""
+        if self.build is None:
+            return self.torch_class()(optimizer, **kwargs)
+        return self.build(self.torch_class(), optimizer, kwargs, _torch_part)
+
+    def jax_settings(self, schedule: Any) -> dict[str, Any]:
+        """What `parity.verify` compares, read from the jaxreg schedule."""
+        if self.settings is None:
+            return {
+                f.name: _setting(getattr(schedule, f.name)) for f in dataclasses.fields(schedule)
+            }
+        return self.settings[0](schedule, _describe_jax)
+
+    def torch_settings(self, scheduler: Any, fields: Any) -> dict[str, Any]:
+        """The same, read from the torch scheduler (`fields`: the jaxreg class's fields)."""
+        if self.settings is None:
+            return {f.name: _setting(getattr(scheduler, f.name, None)) for f in fields}
+        return self.settings[1](scheduler, _describe_torch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +210,33 @@ class ScheduleWrapperRow:
 
 def _identity(z: Any) -> Any:
     return z
+
+
+def _setting(value: Any) -> Any:
+    """A schedule argument as compared: milestones (torch's Counter) as a sorted list."""
+    if hasattr(value, "elements"):  # collections.Counter: torch's MultiStepLR milestones
+        return sorted(value.elements())
+    if isinstance(value, (list, tuple)):
+        return sorted(value)
+    return value
+
+
+def _torch_part(optimizer: Any, part: Any) -> Any:
+    """The torch scheduler of a jaxreg part of a composite schedule, on `optimizer`."""
+    row = SCHEDULES[type(part).__name__]
+    return row.torch_scheduler(
+        optimizer, {f.name: getattr(part, f.name) for f in dataclasses.fields(part)}
+    )
+
+
+def _describe_jax(part: Any) -> tuple[str, dict]:
+    row = SCHEDULES[type(part).__name__]
+    return row.name, row.jax_settings(part)
+
+
+def _describe_torch(part: Any) -> tuple[str, dict]:
+    row = torch_row(SCHEDULES, part)
+    return row.name, row.torch_settings(part, dataclasses.fields(row.jax()))
 
 
 _BASIC = (("lr", ("hp:lr",)), ("weight_decay", ("hp:weight_decay",)))
@@ -407,6 +464,78 @@ SCHEDULES: dict[str, ScheduleRow] = {
             "LinearLR",
             "LinearLR",
             lambda epochs: dict(start_factor=0.5, end_factor=1.0, total_iters=epochs // 2),
+        ),
+        ScheduleRow(
+            "LambdaLR",
+            "LambdaLR",
+            lambda epochs: dict(lr_lambda=schedule_rows.decay_97),
+            settings=(schedule_rows.lambda_settings_jax, schedule_rows.lambda_settings_torch),
+        ),
+        ScheduleRow(
+            "MultiplicativeLR",
+            "MultiplicativeLR",
+            lambda epochs: dict(lr_lambda=schedule_rows.halve_every_10),
+            settings=(schedule_rows.lambda_settings_jax, schedule_rows.lambda_settings_torch),
+        ),
+        ScheduleRow(
+            "ConstantLR", "ConstantLR", lambda epochs: dict(factor=0.5, total_iters=epochs // 4)
+        ),
+        ScheduleRow(
+            "PolynomialLR", "PolynomialLR", lambda epochs: dict(total_iters=epochs, power=1.5)
+        ),
+        ScheduleRow(
+            "CosineAnnealingWarmRestarts",
+            "CosineAnnealingWarmRestarts",
+            lambda epochs: dict(T_0=max(1, epochs // 7), T_mult=2, eta_min=1e-4),
+        ),
+        ScheduleRow(  # stepped per batch: `example` gets the run's steps
+            "CyclicLR",
+            "CyclicLR",
+            lambda steps: dict(
+                base_lr=0.002,
+                max_lr=0.02,
+                step_size_up=steps // 8,
+                mode="triangular2",
+                cycle_momentum=False,
+            ),
+            settings=(schedule_rows.cyclic_settings_jax, schedule_rows.cyclic_settings_torch),
+        ),
+        ScheduleRow(  # stepped per batch: `example` gets the run's steps
+            "OneCycleLR",
+            "OneCycleLR",
+            lambda steps: dict(max_lr=0.02, total_steps=steps, cycle_momentum=False),
+            settings=(schedule_rows.one_cycle_settings_jax, schedule_rows.one_cycle_settings_torch),
+        ),
+        ScheduleRow(
+            "SequentialLR",
+            "SequentialLR",
+            lambda epochs: dict(
+                schedulers=(
+                    jr.schedules.LinearLR(0.1, total_iters=epochs // 10),
+                    jr.schedules.ExponentialLR(0.98),
+                ),
+                milestones=(epochs // 10,),
+            ),
+            build=schedule_rows.sequential_torch,
+            settings=(schedule_rows.composite_settings_jax, schedule_rows.composite_settings_torch),
+        ),
+        ScheduleRow(
+            "ChainedScheduler",
+            "ChainedScheduler",
+            lambda epochs: dict(
+                schedulers=(
+                    jr.schedules.ConstantLR(0.5, epochs // 5),
+                    jr.schedules.ExponentialLR(0.99),
+                ),
+            ),
+            build=schedule_rows.chained_torch,
+            settings=(schedule_rows.composite_settings_jax, schedule_rows.composite_settings_torch),
+        ),
+        ScheduleRow(  # follows the loss: parity wraps the optimizer (`wrap`), torch gets the metric
+            "ReduceLROnPlateau",
+            "ReduceLROnPlateau",
+            lambda epochs: dict(factor=0.5, patience=3, threshold=1e-3, cooldown=1),
+            settings=(schedule_rows.plateau_settings_jax, schedule_rows.plateau_settings_torch),
         ),
     )
 }

@@ -47,8 +47,16 @@ def run(
         holds (needed by the "make_step" loop; `fit` reads it from `tx`).
       loop: "fit" (the whole run as one compiled program) or "make_step".
 
+    A `jr.schedules.ReduceLROnPlateau` (which follows the loss) wraps `tx` instead,
+    `schedule.wrap(tx, steps_per_epoch)`, with the run's batches per epoch.
+
     NaN/inf losses are returned, not raised: the comparison reports a divergence.
     """
+    if isinstance(schedule, jr.schedules.ReduceLROnPlateau):
+        per_epoch = len(
+            list(batch_indices(x.shape[0], batch_size or x.shape[0], drop_last=drop_last))
+        )
+        tx, schedule = schedule.wrap(tx, steps_per_epoch=per_epoch), None
     if loop == "fit":
         res = jr.fit(
             loss_fn,
@@ -74,8 +82,9 @@ def run(
 
 def _step_loop(loss_fn, tx, params, x, y, epochs, batch_size, order, drop_last, schedule, base_lr):
     """The run as a Python loop over `jr.make_step`, the way a port of a torch loop reads:
-    the same batches as the DataLoader, `jr.optim.set_lr` where torch's scheduler steps
-    (before each epoch, or before each update for a per-batch schedule).
+    the same batches as the DataLoader, `jr.schedules.apply` (`jr.optim.set_lr`, and the
+    momentum of a schedule that cycles it) where torch's scheduler steps (before each
+    epoch, or before each update for a per-batch schedule).
 
     The batches are jaxreg's own (`jaxreg.loop.batches.batch_indices`: the rows of
     `order[epoch]`, `batch_size` at a time, the last batch shorter unless `drop_last`), the
@@ -94,11 +103,11 @@ def _step_loop(loss_fn, tx, params, x, y, epochs, batch_size, order, drop_last, 
     losses, history = [], []
     for epoch in range(epochs):
         if lrs is not None and not per_batch:
-            state = jr.optim.set_lr(state, lrs[epoch])
+            state = jr.schedules.apply(state, lrs[epoch])
         rows = order[epoch] if order is not None else None
         for idx in batch_indices(n, size, order=rows, drop_last=drop_last):
             if lrs is not None and per_batch:
-                state = jr.optim.set_lr(state, lrs[len(losses)])
+                state = jr.schedules.apply(state, lrs[len(losses)])
             xb, yb = (x, y) if size == n else (x[idx], y[idx])
             params, state, loss = step(params, state, xb, yb)
             losses.append(float(loss))

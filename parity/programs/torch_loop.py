@@ -9,7 +9,7 @@
             update.step()                           # optimizer.step(), or a hand-written one
             yield StepRecord(...)                   # loss before, parameters after the update
             for s in batch_schedulers: s.step()
-        for s in schedulers: s.step()
+        for s in schedulers: s.step()           # ReduceLROnPlateau: s.step(mean batch loss)
 
 `forward` is any callable (an `nn.Module`, or a closure over plain tensors); `params` names
 the tensors to record (`{"weight": layer.weight, ...}` or the tutorial's `{"W": W, ...}`).
@@ -143,6 +143,7 @@ def records(
     for epoch in range(epochs):
         if lrs is not None:
             program.update.set_lr(lrs[epoch])
+        losses: list[float] = []
         for i, (xb, yb) in enumerate(batches(epoch)):
             program.update.zero_grad()
             pred = program.forward(xb)
@@ -156,10 +157,21 @@ def records(
             program.update.step()
             params = {k: p.detach().cpu().numpy().copy() for k, p in program.params.items()}
             yield StepRecord(epoch, i, loss.item(), params, grads)
+            losses.append(loss.item())
             for scheduler in program.batch_schedulers:
                 scheduler.step()
         for scheduler in program.schedulers:
-            scheduler.step()
+            step_scheduler(scheduler, losses)
+
+
+def step_scheduler(scheduler: Any, losses: Sequence[float]) -> None:
+    """`scheduler.step()` after an epoch; a `ReduceLROnPlateau` gets the epoch's metric,
+    `sum(losses) / len(losses)`: the mean of the batch losses `loss.item()` (full batch:
+    the epoch's one loss), the number `jaxreg.schedules.ReduceLROnPlateau` reads."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(sum(losses) / len(losses))
+    else:
+        scheduler.step()
 
 
 def run(
