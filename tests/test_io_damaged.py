@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from jaxreg import io
+from jaxreg import optim as jr_optim
 from jaxreg.linear import Params
 
 W = np.arange(6, dtype=np.float32).reshape(2, 3)
@@ -205,3 +206,70 @@ def test_every_truncation_gives_a_value_error(tmp_path):
         path.write_bytes(good[:n])
         with pytest.raises(ValueError, match=r"p\.npz"):
             io.load_params(path)
+
+
+# ------------------------------------------------------------------------ optimizer states
+
+STATE_META = dict(META, format="jaxreg.optstate", states=[])
+
+
+@pytest.mark.parametrize(
+    ("meta", "match"),
+    [
+        (dict(STATE_META, states=None), "'states' is not a list"),
+        (dict(STATE_META, states=[{"at": "", "optimizer": 3}]), "'states' is not a list"),
+        (dict(STATE_META, states=[{"at": ""}]), "'states' is not a list"),
+        ({k: v for k, v in STATE_META.items() if k != "states"}, "'states' is not a list"),
+        (META, r"holds parameters \(written by save_params\); read it with load_params"),
+        (dict(STATE_META, format="jaxreg.other"), "no format 'jaxreg.optstate'"),
+    ],
+)
+def test_crafted_state_files_give_a_value_error_naming_the_file(tmp_path, meta, match):
+    path = tmp_path / "s.npz"
+    archive(path, with_meta(meta, w=npy(W)))
+    with pytest.raises(ValueError, match=match) as info:
+        io.load_state(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_state_file_is_not_parameters(tmp_path):
+    path = tmp_path / "s.npz"
+    archive(path, with_meta(STATE_META, w=npy(W)))
+    with pytest.raises(ValueError, match=r"an optimizer state \(written by save_state\)"):
+        io.load_params(path)
+
+
+def small_state_file(tmp_path: Path) -> tuple[Path, bytes, dict]:
+    path = tmp_path / "s.npz"
+    tx = jr_optim.sgd(lr=0.1, momentum=0.9)  # stripped: a small file (each byte is a load)
+    io.save_state(path, jr_optim.strip_hyperparams(tx.init(Params(W, None))))
+    return path, path.read_bytes(), io.load_state(path)
+
+
+def test_every_flipped_byte_of_a_state_file_gives_an_error_or_the_same_state(tmp_path):
+    path, good, want = small_state_file(tmp_path)
+    loaded = 0
+    for i in range(len(good)):
+        damaged = bytearray(good)
+        damaged[i] ^= 0xFF
+        path.write_bytes(damaged)
+        try:
+            got = io.load_state(path)
+        except ValueError as e:
+            assert str(path) in str(e), (i, str(e))
+            continue
+        assert list(got) == list(want), i
+        for k, v in want.items():
+            assert (v is None and got[k] is None) or (
+                np.array_equal(got[k], v) and got[k].dtype == v.dtype
+            ), (i, k)
+        loaded += 1
+    assert 0 < loaded < len(good) // 2
+
+
+def test_every_truncation_of_a_state_file_gives_a_value_error(tmp_path):
+    path, good, _ = small_state_file(tmp_path)
+    for n in range(len(good)):
+        path.write_bytes(good[:n])
+        with pytest.raises(ValueError, match=r"s\.npz"):
+            io.load_state(path)
