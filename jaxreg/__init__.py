@@ -1,12 +1,24 @@
 """jaxreg: torch-exact linear and logistic regression training as pure JAX functions.
 
-Namespaces: `jaxreg.linear`, `jaxreg.logistic`, `jaxreg.losses`, `jaxreg.optim`,
-`jaxreg.schedules`, `jaxreg.data`, `jaxreg.io`, `jaxreg.solve`, `jaxreg.gradients`;
+Namespaces: `jaxreg.linear`, `jaxreg.logistic`, `jaxreg.softmax`, `jaxreg.losses`,
+`jaxreg.optim`, `jaxreg.schedules`, `jaxreg.data`, `jaxreg.io`, `jaxreg.solve`, `jaxreg.gradients`;
 training: `objective`, `Dataset`, `make_step`, `fit`, `fit_many` (and `update` /
 `step_record`, the pure step they are built on).
 """
 
-from jaxreg import data, gradients, io, linear, logistic, losses, many, optim, schedules, solve
+from jaxreg import (
+    data,
+    gradients,
+    io,
+    linear,
+    logistic,
+    losses,
+    many,
+    optim,
+    schedules,
+    softmax,
+    solve,
+)
 from jaxreg._checks import PrecisionWarning
 from jaxreg.dataset import Dataset
 from jaxreg.fitting import DivergenceError, FitResult, fit
@@ -37,6 +49,7 @@ __all__ = [
     "objective",
     "optim",
     "schedules",
+    "softmax",
     "solve",
     "step_record",
     "update",

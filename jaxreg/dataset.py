@@ -9,7 +9,10 @@ Everything cached is held by the `Dataset` value, nothing by the library.
 
 What is accepted: NumPy arrays, jax arrays, nested lists, and torch tensors (converted on
 the host with `.detach().cpu().numpy()`; torch is never imported). Integer and bool data
-is promoted to the parameters' float dtype; complex data is refused.
+is promoted to the parameters' float dtype, except a 1-D integer y, which holds class
+indices (`jaxreg.softmax` with `losses.cross_entropy`): it stays integer, as int32 (the
+losses that take float targets promote it themselves, to the same numbers). Complex data
+is refused.
 
 The dtype rule: training runs in the parameters' dtype. Data of a wider float dtype
 (float64 data, float32 parameters) is rounded to it with a `PrecisionWarning`; data that
@@ -27,7 +30,7 @@ import numpy as np
 
 from jaxreg import _checks, distributed, gradients
 from jaxreg.gradients import gram
-from jaxreg.objective import Objective
+from jaxreg.objective import CLASS_TARGETS, Objective
 
 __all__ = ["Dataset", "as_dataset"]
 
@@ -74,7 +77,8 @@ class Dataset:
         dtype = np.dtype(dtype)
         got = self._converted.get(dtype)
         if got is None:
-            got = (_convert("x", self.x, dtype), _convert("y", self.y, dtype))
+            y = _class_indices(self.y)
+            got = (_convert("x", self.x, dtype), _convert("y", self.y, dtype) if y is None else y)
             self._converted[dtype] = got
         return got
 
@@ -102,11 +106,41 @@ class Dataset:
         return got
 
     def check_for(self, objective: Any) -> None:
-        """The data checks an objective declares (bce's targets in [0, 1]), once each."""
+        """The data checks an objective declares (bce's targets in [0, 1], cross_entropy's
+        integer class indices), once each."""
+        if isinstance(objective, Objective) and objective.loss in CLASS_TARGETS:
+            self._check_class_indices(objective)
         separable = objective.separable() if isinstance(objective, Objective) else None
         if separable is not None and separable[0].target_range is not None:
             low, high = separable[0].target_range
             self.check_target_range(low, high, loss=objective.loss.__name__)
+
+    def _check_class_indices(self, objective: Objective) -> None:
+        """A loss over classes given a 1-D y: it must be integer, each >= 0 or ignore_index.
+        (Indices >= the number of classes make the loss NaN: `fit` names the step.)"""
+        if np.ndim(self.y) != 1:
+            return  # class probabilities (n, k), checked by the loss
+        name = objective.loss.__name__
+        if not jnp.issubdtype(self.y.dtype, jnp.integer):
+            raise TypeError(
+                f"{name} takes class indices: y (n,) must be integers, got {self.y.dtype}; "
+                "convert it with y.astype(int) (torch: an int64 tensor)."
+            )
+        ignore = dict(objective.static_kwargs).get("ignore_index", -100)
+        key = ("classes", ignore)
+        if key in self._ranges_checked or (
+            isinstance(self.y, jax.Array) and not self.y.is_fully_addressable
+        ):
+            return
+        y = np.asarray(self.y)
+        bad = (y < 0) & (y != ignore)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise ValueError(
+                f"{name}: class indices must be >= 0 (or ignore_index={ignore}), but y has "
+                f"{int(bad.sum())} negative, the first {int(y[row])} at row {row}."
+            )
+        self._ranges_checked.add(key)
 
     def check_target_range(self, low: float, high: float, *, loss: str) -> None:
         """`ValueError` naming the first row whose target lies outside [low, high]."""
@@ -184,6 +218,27 @@ def _nonfinite_counts(arrays):
 @jax.jit
 def _count_outside(y, low, high):
     return jnp.sum((y < low) | (y > high))
+
+
+def _class_indices(y: Any) -> Any:
+    """A 1-D integer y as int32 (class indices stay integers), or None for any other y.
+
+    Values beyond int32 (not class indices) return None: they are converted to float as
+    before."""
+    if np.ndim(y) != 1 or not jnp.issubdtype(y.dtype, jnp.integer):
+        return None
+    if np.dtype(y.dtype) == np.int32:
+        return y
+    info = np.iinfo(np.int32)
+    if isinstance(y, jax.Array):
+        if not y.is_fully_addressable:  # sharded across processes: class indices
+            return y.astype(jnp.int32)
+        if int(jnp.min(y)) < info.min or int(jnp.max(y)) > info.max:
+            return None
+        return y.astype(jnp.int32)
+    if y.size and (y.min() < info.min or y.max() > info.max):
+        return None
+    return np.asarray(y).astype(np.int32)
 
 
 def _convert(name: str, a: Any, dtype: np.dtype) -> Any:

@@ -21,16 +21,27 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxreg import linear, logistic, losses
+from jaxreg import linear, logistic, losses, softmax
 
-__all__ = ["MODELS", "SEPARABLE", "Objective", "Separable", "objective"]
+__all__ = ["CLASS_TARGETS", "MODELS", "SEPARABLE", "Objective", "Separable", "objective"]
 
 # What a predict function computes, by name: "linear" is `x @ W.T + b` with `linear.Params`,
-# "logistic" is the sigmoid of it. jaxreg's own functions are declared here.
+# "logistic" is the sigmoid of it, "softmax" is `x @ W.T + b` read as the (n, k) logits of
+# k classes (trained against class indices; the fast formulations do not cover it, so its
+# objectives take the plain gradient). jaxreg's own functions are declared here.
 MODELS: types.MappingProxyType[Callable, str] = types.MappingProxyType(
-    {linear.predict: "linear", logistic.logits: "linear", logistic.predict: "logistic"}
+    {
+        linear.predict: "linear",
+        logistic.logits: "linear",
+        logistic.predict: "logistic",
+        softmax.logits: "softmax",
+    }
 )
-MODEL_KINDS = ("linear", "logistic")
+MODEL_KINDS = ("linear", "logistic", "softmax")
+
+# The losses that take class indices (an integer (n,) target): `Dataset` keeps such targets
+# integer (see `jaxreg.dataset`). They are not `SEPARABLE` (a term spans a row of classes).
+CLASS_TARGETS = frozenset({losses.cross_entropy, losses.nll})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +88,7 @@ class Objective:
       loss: `(pred, target, **kw) -> scalar`.
       static_kwargs: the loss's non-array keyword arguments, sorted `(name, value)` pairs.
       array_kwargs: the loss's array keyword arguments (the pytree's leaves).
-      model: what `predict` computes ("linear", "logistic") or None (unknown).
+      model: what `predict` computes ("linear", "logistic", "softmax") or None (unknown).
     """
 
     predict: Callable
@@ -137,7 +148,8 @@ def objective(predict: Callable, loss: Callable, *, model: str | None = None, **
       predict: `(params, x) -> pred`, e.g. `jaxreg.linear.predict`.
       loss: `(pred, target, **kw) -> scalar`, e.g. `jaxreg.losses.mse`.
       model: what `predict` computes, when it is your own function: "linear" (it returns
-        `jaxreg.linear.predict(params, x)`) or "logistic" (`jaxreg.logistic.predict`).
+        `jaxreg.linear.predict(params, x)`), "logistic" (`jaxreg.logistic.predict`) or
+        "softmax" (`jaxreg.softmax.logits`).
         Declaring it lets `fit` use the fast formulations for these models (it is a
         promise: the fast path computes the declared model). jaxreg's own functions are
         declared already.
