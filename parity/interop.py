@@ -8,6 +8,9 @@ layer's tensors bit for bit, in both float32 and float64.
     params = params_from_torch(layer)          # jr.linear.Params, float32 jax arrays
     ...                                        # train with jaxreg
     params_to_torch(params, layer)             # copy the result back into the layer
+
+The optimizer's state goes across with `parity.state_dict` (`state_from_torch`,
+`state_to_torch`: a torch optimizer's `state_dict()` <-> a jaxreg `OptState`).
 """
 
 from __future__ import annotations
