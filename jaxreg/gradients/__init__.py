@@ -23,7 +23,7 @@ from typing import Any
 
 import jax
 
-from jaxreg.gradients import gram, plain, xla_cpu
+from jaxreg.gradients import gram, native, plain, xla_cpu
 
 __all__ = ["HOST_SORT_MIN_N", "Formulation", "backend_of", "host_shuffle", "pack_carry", "select"]
 
@@ -60,6 +60,8 @@ def select(objective: Any, params: Any, x: Any, y: Any, *, backend: str) -> Form
     if isinstance(x, gram.Statistics):
         return Formulation("gram", gram.value_and_grad)
     if backend == "cpu":
+        if native.plan(objective, params, x, y):
+            return Formulation("native.onepass", native.value_and_grad)
         name = xla_cpu.plan(objective, params, x, y)
         if name is not None:
             return Formulation(f"xla_cpu.{name}", xla_cpu.FORMULATIONS[name])

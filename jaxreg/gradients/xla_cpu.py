@@ -47,10 +47,10 @@ _ACTIVATIONS = types.MappingProxyType({"linear": None, "logistic": jax.nn.sigmoi
 
 def plan(objective: Any, params: Any, x: Any, y: Any) -> str | None:
     """ "small", "large", or None (use the plain formulation); static information only."""
-    terms = _terms(objective, params, x, y)
-    if terms is None:
+    found = terms(objective, params, x, y)
+    if found is None:
         return None
-    _, _, _, costly = terms
+    _, _, _, costly = found
     n, d = jnp.shape(x)
     out = jnp.shape(params.weight)[0]
     small_enough = n <= _SMALL_MAX_ROWS_COSTLY if costly else n * d <= _SMALL_MAX_ELEMENTS
@@ -61,7 +61,7 @@ def plan(objective: Any, params: Any, x: Any, y: Any) -> str | None:
     return None
 
 
-def _terms(objective: Any, params: Any, x: Any, y: Any):
+def terms(objective: Any, params: Any, x: Any, y: Any):
     """(elementwise(z, t), scale, kwargs, costly) for a declared objective, else None."""
     model = getattr(objective, "model", None)
     separable = objective.separable() if model in _ACTIVATIONS else None
@@ -96,14 +96,14 @@ def _terms(objective: Any, params: Any, x: Any, y: Any):
 
 def small(objective: Any, params: Any, x: Any, y: Any):
     """The `small` formulation: one variadic reduce over the rows."""
-    elementwise, scale, _, costly = _terms(objective, params, x, y)
+    elementwise, scale, _, costly = terms(objective, params, x, y)
     x, y = _cast(params, x, y)
     return _small(elementwise, scale, params, x, y, materialize_dz=costly)
 
 
 def large(objective: Any, params: Any, x: Any, y: Any):
     """The `large` formulation: a dot forward, a fused broadcast reduction backward."""
-    elementwise, scale, _, _ = _terms(objective, params, x, y)
+    elementwise, scale, _, _ = terms(objective, params, x, y)
     x, y = _cast(params, x, y)
     return _large(elementwise, scale, params, x, y)
 

@@ -1,0 +1,268 @@
+// jaxreg's one-pass CPU kernel: the value and gradient of a separable loss of a linear model
+// (one output) in a single read of X, for `jaxreg.gradients.native` (see its docstring).
+//
+// XLA:CPU computes z = X w, the per-element loss and dL/dz, and X^T dL/dz as separate
+// kernels, so X streams from memory twice a step. Here each block of rows is read once:
+// its logits, losses, dL/dz and its share of the gradient are computed while the block is
+// in cache. Rows are split into fixed chunks (the same chunks whatever the thread count, so
+// the result does not depend on it); each chunk sums its blocks in double precision and the
+// chunks are added in order.
+//
+// Losses (attribute "kind"): 0 squared error (z - t)^2; 1 binary cross-entropy of
+// p = sigmoid(z) with torch's clamps (logs at -100, the gradient's p(1 - p) at float(1e-12));
+// 2 binary cross-entropy on logits, torch's stable form. Attribute "scale": 1/n for a mean,
+// 1 for a sum (multiplies dL/dz as jnp.mean's VJP does); "mean": divide the value by n.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+#if defined(__GLIBC__) && !defined(JAXREG_NO_MVEC)
+// glibc's vector math library (libmvec) has SIMD versions of these; declaring them lets the
+// `omp simd` loops below call them (the C headers declare them only under -ffast-math).
+extern "C" {
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+float logf(float);
+#pragma omp declare simd notinbranch
+float log1pf(float);
+#pragma omp declare simd notinbranch
+double exp(double);
+#pragma omp declare simd notinbranch
+double log(double);
+#pragma omp declare simd notinbranch
+double log1p(double);
+}
+#endif
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kBlock = 256;    // rows whose logits and dL/dz stay in L1
+constexpr int64_t kChunk = 32768;  // rows a thread takes at a time
+constexpr int kMaxVectors = 8;     // up to 8 vectors of features a row (128 float32, 64 float64)
+
+template <typename T>
+struct Vec {
+  static constexpr int L = 64 / sizeof(T);
+  typedef T type __attribute__((vector_size(64), aligned(sizeof(T))));
+  typedef typename std::conditional<sizeof(T) == 4, int32_t, int64_t>::type I;
+  typedef I index __attribute__((vector_size(64)));
+};
+
+inline float Exp(float v) { return expf(v); }
+inline double Exp(double v) { return exp(v); }
+inline float Log(float v) { return logf(v); }
+inline double Log(double v) { return log(v); }
+inline float Log1p(float v) { return log1pf(v); }
+inline double Log1p(double v) { return log1p(v); }
+
+// The sums of the lanes of L vectors, as one vector (lane j = sum of p[j]): a shuffle-add
+// tree, L - 1 shuffle pairs for L rows instead of a horizontal sum per row.
+template <typename T, int S>
+struct Masks {
+  typename Vec<T>::index lo, hi;
+  Masks() {
+    constexpr int L = Vec<T>::L;
+    for (int i = 0; i < L; ++i) {
+      int g = i / (2 * S), r = i % (2 * S);
+      lo[i] = r < S ? g * 2 * S + r : L + g * 2 * S + r - S;
+      hi[i] = r < S ? g * 2 * S + S + r : L + g * 2 * S + r;
+    }
+  }
+};
+
+template <typename T, int S, int COUNT>
+inline void Tree(typename Vec<T>::type* p) {
+  if constexpr (COUNT > 1) {
+    static const Masks<T, S> m;
+    const auto lo = m.lo, hi = m.hi;
+#pragma GCC unroll 16
+    for (int k = 0; k < COUNT / 2; ++k)
+      p[k] = __builtin_shuffle(p[2 * k], p[2 * k + 1], lo) +
+             __builtin_shuffle(p[2 * k], p[2 * k + 1], hi);
+    Tree<T, 2 * S, COUNT / 2>(p);
+  }
+}
+
+// Per-element losses (summed) and dL/dz * scale of m logits z against targets t.
+template <typename T>
+T Elementwise(int kind, const T* z, const T* t, T scale, int64_t m, T* r) {
+  T acc = 0;
+  if (kind == 0) {
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < m; ++j) {
+      T d = z[j] - t[j];
+      acc += d * d;
+      r[j] = scale * (T(2) * d);
+    }
+  } else if (kind == 1) {
+    const T eps = T(float(1e-12));
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < m; ++j) {
+      T p = T(1) / (T(1) + Exp(-z[j]));
+      T q = T(1) - p;
+      T log_p = std::max(Log(p), T(-100));
+      T log_q = std::max(p < T(0.3) ? Log1p(-p) : Log(q), T(-100));
+      acc += (t[j] - T(1)) * log_q - t[j] * log_p;
+      T pq = p * q;
+      r[j] = scale * ((p - t[j]) / std::max(pq, eps) * pq);
+    }
+  } else {
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < m; ++j) {
+      T zj = z[j];
+      acc += (T(1) - t[j]) * zj - (std::min(zj, T(0)) - Log1p(Exp(-std::abs(zj))));
+      r[j] = scale * (T(1) / (T(1) + Exp(-zj)) - t[j]);
+    }
+  }
+  return acc;
+}
+
+template <typename T>
+struct Partial {
+  double value = 0, grad_b = 0;
+  double grad_w[kMaxVectors * Vec<T>::L] = {};
+};
+
+// One chunk of rows [lo, hi), NV vectors of features a row (zero-padded copies of the rows
+// when d is not a multiple of the vector length).
+template <typename T, int NV>
+void Chunk(int kind, const T* x, const T* y, const T* w, T bias, int64_t lo, int64_t hi,
+           int64_t d, T scale, Partial<T>* part) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  constexpr int64_t dp = NV * L;
+  const bool padded = d != dp;
+  alignas(64) T wp[dp] = {};
+  std::memcpy(wp, w, d * sizeof(T));
+  V wv[NV];
+  for (int v = 0; v < NV; ++v) std::memcpy(&wv[v], wp + v * L, sizeof(V));
+  std::vector<T> scratch(padded ? kBlock * dp : 0, T(0));
+  alignas(64) T z[kBlock], r[kBlock];
+  for (int64_t i0 = lo; i0 < hi; i0 += kBlock) {
+    const int64_t m = std::min(kBlock, hi - i0);
+    const T* xb = x + i0 * d;
+    if (padded) {
+      for (int64_t j = 0; j < m; ++j) std::memcpy(&scratch[j * dp], xb + j * d, d * sizeof(T));
+      xb = scratch.data();
+    }
+    auto row = [&](int64_t j) {
+      V acc = *reinterpret_cast<const V*>(xb + j * dp) * wv[0];
+      for (int v = 1; v < NV; ++v) acc += *reinterpret_cast<const V*>(xb + j * dp + v * L) * wv[v];
+      return acc;
+    };
+    int64_t j = 0;
+    for (; j + L <= m; j += L) {
+      V p[L];
+      for (int q = 0; q < L; ++q) p[q] = row(j + q);
+      Tree<T, 1, L>(p);
+      *reinterpret_cast<V*>(z + j) = p[0] + bias;
+    }
+    for (; j < m; ++j) {
+      V acc = row(j);
+      T s = 0;
+      for (int i = 0; i < L; ++i) s += acc[i];
+      z[j] = s + bias;
+    }
+    part->value += double(Elementwise<T>(kind, z, y + i0, scale, m, r));
+    V g[NV] = {};
+    T gb = 0;
+    for (j = 0; j < m; ++j) {
+      const T rj = r[j];
+      gb += rj;
+      for (int v = 0; v < NV; ++v) g[v] += rj * *reinterpret_cast<const V*>(xb + j * dp + v * L);
+    }
+    part->grad_b += double(gb);
+    for (int v = 0; v < NV; ++v)
+      for (int i = 0; i < L; ++i) part->grad_w[v * L + i] += double(g[v][i]);
+  }
+}
+
+template <typename T, int NV>
+void Chunks(int kind, const T* x, const T* y, const T* w, T bias, int64_t n, int64_t d, T scale,
+            int64_t threads, std::vector<Partial<T>>& parts) {
+  const int64_t chunks = static_cast<int64_t>(parts.size());
+  std::atomic<int64_t> next{0};
+  auto work = [&]() {
+    for (int64_t c; (c = next.fetch_add(1)) < chunks;) {
+      const int64_t lo = c * kChunk;
+      Chunk<T, NV>(kind, x, y, w, bias, lo, std::min(n, lo + kChunk), d, scale, &parts[c]);
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (int64_t h = 1; h < std::min(threads, chunks); ++h) helpers.emplace_back(work);
+  work();
+  for (auto& h : helpers) h.join();
+}
+
+template <ffi::DataType DT>
+ffi::Error Impl(ffi::ThreadPool pool, ffi::Buffer<DT> x, ffi::Buffer<DT> y, ffi::Buffer<DT> w,
+                ffi::Buffer<DT> b, int64_t kind, double scale, bool mean,
+                ffi::ResultBuffer<DT> value, ffi::ResultBuffer<DT> grad_w,
+                ffi::ResultBuffer<DT> grad_b) {
+  using T = ffi::NativeType<DT>;
+  constexpr int L = Vec<T>::L;
+  const int64_t n = x.dimensions()[0], d = x.dimensions()[1];
+  if (x.dimensions().size() != 2 || w.element_count() != d || y.element_count() != n ||
+      d < 1 || d > kMaxVectors * L || kind < 0 || kind > 2)
+    return ffi::Error::InvalidArgument("jaxreg onepass: unsupported shapes or loss");
+  const int64_t chunks = std::max<int64_t>(1, (n + kChunk - 1) / kChunk);
+  std::vector<Partial<T>> parts(chunks);
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  const T* xs = x.typed_data();
+  const T* ys = y.typed_data();
+  const T* ws = w.typed_data();
+  const T bias = b.element_count() ? b.typed_data()[0] : T(0);
+  const T s = T(scale);
+  switch ((d + L - 1) / L) {
+    case 1: Chunks<T, 1>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
+    case 2: Chunks<T, 2>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
+    case 3: Chunks<T, 3>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
+    case 4: Chunks<T, 4>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
+    case 5: Chunks<T, 5>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
+    case 6: Chunks<T, 6>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
+    case 7: Chunks<T, 7>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
+    default: Chunks<T, 8>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
+  }
+  double total = 0, gb = 0;
+  std::vector<double> gw(d, 0.0);
+  for (const auto& p : parts) {
+    total += p.value;
+    gb += p.grad_b;
+    for (int64_t k = 0; k < d; ++k) gw[k] += p.grad_w[k];
+  }
+  value->typed_data()[0] = T(mean ? total / double(n) : total);
+  for (int64_t k = 0; k < d; ++k) grad_w->typed_data()[k] = T(gw[k]);
+  if (grad_b->element_count()) grad_b->typed_data()[0] = T(gb);
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define JAXREG_BIND(DT)                  \
+  ffi::Ffi::Bind()                       \
+      .Ctx<ffi::ThreadPool>()            \
+      .Arg<ffi::Buffer<DT>>()            \
+      .Arg<ffi::Buffer<DT>>()            \
+      .Arg<ffi::Buffer<DT>>()            \
+      .Arg<ffi::Buffer<DT>>()            \
+      .Attr<int64_t>("kind")             \
+      .Attr<double>("scale")             \
+      .Attr<bool>("mean")                \
+      .Ret<ffi::Buffer<DT>>()            \
+      .Ret<ffi::Buffer<DT>>()            \
+      .Ret<ffi::Buffer<DT>>()
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxreg_onepass_f32, Impl<ffi::DataType::F32>,
+                              JAXREG_BIND(ffi::DataType::F32));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxreg_onepass_f64, Impl<ffi::DataType::F64>,
+                              JAXREG_BIND(ffi::DataType::F64));

@@ -1,0 +1,135 @@
+"""The one-pass CPU kernel (`jaxreg.gradients.native`) equals `jax.value_and_grad`.
+
+Tolerances (relative to the largest entry of each gradient, and to |value|):
+- FLOAT64_RTOL = 1e-12: only the order of the sums differs (and exp/log from the C
+  library's vector math, within 4 ulp of float64).
+- FLOAT32_RTOL = 2e-5: the kernel adds each block of 256 rows in float32 (then blocks in
+  float64): a sum of 256 terms of one sign moves by at most 256 eps = 1.5e-5 relative;
+  XLA's own reduction order differs too.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxreg as jr
+from jaxreg import gradients
+from jaxreg.gradients import native
+
+FLOAT64_RTOL = 1e-12
+FLOAT32_RTOL = 2e-5
+
+OBJECTIVES = {
+    "mse": (jr.linear.predict, jr.losses.mse, {}, False),
+    "mse-sum": (jr.linear.predict, jr.losses.mse, {"reduction": "sum"}, False),
+    "sse": (jr.linear.predict, jr.losses.sse, {}, False),
+    "bce": (jr.logistic.predict, jr.losses.bce, {}, True),
+    "bce-sum": (jr.logistic.predict, jr.losses.bce, {"reduction": "sum"}, True),
+    "bce_with_logits": (jr.logistic.logits, jr.losses.bce_with_logits, {}, True),
+}
+
+
+def _problem(n, d, bias, dtype, probs, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(dtype)
+    # large logits too, so that sigmoid saturates and bce's clamps are exercised
+    w = (3 * rng.standard_normal((1, d)) / np.sqrt(d)).astype(dtype)
+    b = rng.standard_normal(1).astype(dtype) if bias else None
+    y = (rng.random((n, 1)) < 0.5) if probs else rng.standard_normal((n, 1))
+    params = jr.linear.Params(jnp.asarray(w), None if b is None else jnp.asarray(b))
+    return params, jnp.asarray(x), jnp.asarray(y.astype(dtype))
+
+
+def _assert_close(got, want, rtol):
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.shape == w.shape and g.dtype == w.dtype
+        scale = max(float(np.max(np.abs(w))), np.finfo(w.dtype).tiny)
+        np.testing.assert_allclose(g, w, rtol=0, atol=rtol * scale)
+
+
+def test_the_kernel_builds_on_this_machine():
+    got = native.status()
+    assert got.available, got.detail
+
+
+@pytest.mark.parametrize("name", list(OBJECTIVES))
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(
+    ("dtype", "rtol"), [(np.float64, FLOAT64_RTOL), (np.float32, FLOAT32_RTOL)], ids=["f64", "f32"]
+)
+# d: one vector exactly, padded rows, several vectors; n: a partial block and a partial
+# group of rows (neither a multiple of 256 nor of the vector length)
+@pytest.mark.parametrize(("n", "d"), [(3001, 16), (2999, 13), (1000, 40)])
+def test_matches_value_and_grad(name, bias, dtype, rtol, n, d):
+    predict, loss, kwargs, probs = OBJECTIVES[name]
+    obj = jr.objective(predict, loss, **kwargs)
+    params, x, y = _problem(n, d, bias, dtype, probs)
+    got = jax.jit(native.value_and_grad)(obj, params, x, y)
+    want = jax.jit(jax.value_and_grad(obj))(params, x, y)
+    _assert_close(got, want, rtol)
+
+
+def test_several_chunks_and_threads_give_the_one_chunk_sums():
+    """Rows past one chunk (32768) go to other threads; the result is the same however many
+    threads ran (chunks are added in order), and equals the plain gradient."""
+    obj = jr.objective(jr.logistic.predict, jr.losses.bce)
+    params, x, y = _problem(100_003, 7, True, np.float64, True)
+    got = jax.jit(native.value_and_grad)(obj, params, x, y)
+    _assert_close(got, jax.jit(jax.value_and_grad(obj))(params, x, y), FLOAT64_RTOL)
+    again = jax.jit(native.value_and_grad)(obj, params, x, y)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_select_takes_it_for_large_cpu_data(monkeypatch):
+    obj = jr.objective(jr.linear.predict, jr.losses.mse)
+    shape = jax.ShapeDtypeStruct
+    params = jr.linear.Params(shape((1, 32), jnp.float32), shape((1,), jnp.float32))
+    x, y = shape((1 << 15, 32), jnp.float32), shape((1 << 15, 1), jnp.float32)
+    assert gradients.select(obj, params, x, y, backend="cpu").name == "native.onepass"
+    assert gradients.select(obj, params, x, y, backend="gpu").name == "plain"
+    # below the threshold, more than one output, or a loss it does not have: XLA's forms
+    small = (shape((100, 32), jnp.float32), shape((100, 1), jnp.float32))
+    assert gradients.select(obj, params, *small, backend="cpu").name != "native.onepass"
+    wide = params._replace(weight=shape((2, 32), jnp.float32), bias=shape((2,), jnp.float32))
+    y2 = shape((1 << 15, 2), jnp.float32)
+    assert gradients.select(obj, wide, x, y2, backend="cpu").name == "xla_cpu.large"
+    l1 = jr.objective(jr.linear.predict, jr.losses.l1)
+    assert gradients.select(l1, params, x, y, backend="cpu").name == "xla_cpu.large"
+    pos = jr.objective(jr.logistic.logits, jr.losses.bce_with_logits, pos_weight=2.0)
+    assert gradients.select(pos, params, x, y, backend="cpu").name == "xla_cpu.large"
+    monkeypatch.setenv("JAXREG_NATIVE", "0")
+    assert not native.status().available
+    assert gradients.select(obj, params, x, y, backend="cpu").name == "xla_cpu.large"
+
+
+@pytest.mark.parametrize("model", ["linear", "logistic"])
+def test_fit_follows_the_plain_trajectory(monkeypatch, model):
+    if model == "linear":
+        obj, probs = jr.objective(jr.linear.predict, jr.losses.mse), False
+    else:
+        obj, probs = jr.objective(jr.logistic.predict, jr.losses.bce), True
+    params, x, y = _problem(20_000, 8, True, np.float64, probs)
+    tx = jr.optim.adam(0.05)
+    assert gradients.select(obj, params, x, y, backend="cpu").name == "native.onepass"
+    fast = jr.fit(obj, tx, params, x, y, steps=30)
+    monkeypatch.setenv("JAXREG_NATIVE", "0")
+    jax.clear_caches()
+    plain = jr.fit(obj, tx, params, x, y, steps=30)
+    # 30 Adam steps amplify the last-bit differences of each gradient a little
+    np.testing.assert_allclose(fast.losses, plain.losses, rtol=1e-10)
+    _assert_close(fast.params, plain.params, 1e-10)
+
+
+def test_under_vmap_each_model_gets_its_own_gradient():
+    """fit_many vmaps the step over models: the kernel runs once per model."""
+    obj = jr.objective(jr.linear.predict, jr.losses.mse)
+    params, x, y = _problem(5000, 16, True, np.float64, False)
+    many = jax.tree.map(lambda a: jnp.stack([a, 2 * a, -a]), params)
+    got = jax.jit(jax.vmap(native.value_and_grad, in_axes=(None, 0, None, None)))(obj, many, x, y)
+    for k in range(3):
+        one = jax.tree.map(lambda a, k=k: a[k], many)
+        want = jax.value_and_grad(obj)(one, x, y)
+        _assert_close(jax.tree.map(lambda a, k=k: a[k], got), want, FLOAT64_RTOL)
