@@ -161,6 +161,17 @@ def _write_problem(s: DDPScenario, workdir: Path, seed: int) -> None:
     )
 
 
+def _spec(s: DDPScenario) -> dict[str, Any]:
+    """`s` as JSON for the programs, with its rows' torch names (the DDP program imports
+    only torch)."""
+    return dataclasses.asdict(s) | {
+        "opt_kwargs": dict(s.opt_kwargs),
+        "torch_optimizer": vocab.OPTIMIZERS[s.optimizer].torch,
+        "torch_loss": vocab.LOSSES[s.loss].torch,
+        "torch_link": vocab.MODELS[s.model].torch_link,
+    }
+
+
 def _launch(module: str, workdir: Path, timeout_s: float, extra=(), env=None) -> None:
     """`python -m module RANK WORLD PORT WORKDIR ...` in WORLD processes; waits at most
     `timeout_s`, stops them all on the first failure or the timeout (RuntimeError)."""
@@ -242,7 +253,7 @@ def run(
         workdir = Path(tmp)
         for i, s in enumerate(scenarios):
             _write_problem(s, workdir, seed=i)
-        specs = [dataclasses.asdict(s) | {"opt_kwargs": dict(s.opt_kwargs)} for s in scenarios]
+        specs = [_spec(s) for s in scenarios]
         (workdir / "scenarios.json").write_text(json.dumps(specs))
         start = time.perf_counter()
         _launch("parity.programs.ddp", workdir, timeout_s)

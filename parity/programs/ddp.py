@@ -3,7 +3,8 @@
     python -m parity.programs.ddp RANK WORLD PORT WORKDIR
 
 One process of a gloo process group on 127.0.0.1:PORT (`init_process_group("gloo")`, CPU).
-For every scenario in WORKDIR/scenarios.json it trains the way a DDP user writes it:
+For every scenario in WORKDIR/scenarios.json (with the torch names of its `parity.vocab`
+rows, so that this program imports only torch) it trains the way a DDP user writes it:
 
     model = DistributedDataParallel(nn.Linear(d, 1))        # from the scenario's start
     full batch:   each rank its contiguous rows (rank * n / WORLD ...), one step an epoch
@@ -32,8 +33,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from parity import vocab
-
 TIMEOUT = datetime.timedelta(seconds=60)  # a missing peer fails the run, not hangs it
 
 
@@ -48,10 +47,9 @@ def train(s: dict, rank: int, world: int, workdir: Path) -> None:
         layer.weight.copy_(torch.from_numpy(init["weight"]))
         layer.bias.copy_(torch.from_numpy(init["bias"]))
     model = DistributedDataParallel(layer)
-    row = vocab.OPTIMIZERS[s["optimizer"]]
-    opt = row.torch_class()(model.parameters(), **s["opt_kwargs"])
-    link = vocab.MODELS[s["model"]].torch_fn()
-    loss_fn = getattr(F, vocab.LOSSES[s["loss"]].torch)
+    opt = getattr(torch.optim, s["torch_optimizer"])(model.parameters(), **s["opt_kwargs"])
+    link = getattr(torch, s["torch_link"]) if s["torch_link"] else (lambda z: z)
+    loss_fn = getattr(F, s["torch_loss"])
 
     n = x.shape[0]
     ids = torch.arange(n)
