@@ -86,7 +86,6 @@ class _Walk:
     names: NameMap
     torch_state: Mapping[str, Mapping[str, Any]]
     step: int
-    dtype: Any
     params: Any
 
     def buffer(self, keys: tuple[str, ...], current: Any, path: str) -> Any:
@@ -138,9 +137,9 @@ def _fill(node: Any, w: _Walk, path: str) -> Any:
     if _is_train_state(node):
         return _replace(
             node,
-            step=w.count(_get(node, "step")),
-            params=_params_like(w, _get(node, "params"), f"{path}.params"),
-            opt_state=_fill(_get(node, "opt_state"), w, f"{path}.opt_state"),
+            step=w.count(node.step),
+            params=_params_like(w, node.params, f"{path}.params"),
+            opt_state=_fill(node.opt_state, w, f"{path}.opt_state"),
         )
     if isinstance(node, tuple) and hasattr(node, "_fields") and _has_arrays(node):
         raise Unmapped(_unknown(f"a {kind.__name__}", path))
@@ -177,7 +176,7 @@ def _children(node: Any) -> list[Any]:
     if isinstance(node, INJECT):
         return [node.inner_state]
     if _is_train_state(node):
-        return [_get(node, "opt_state")]
+        return [node.opt_state]
     if isinstance(node, (tuple, list)):
         return list(node)
     if isinstance(node, dict):
@@ -189,10 +188,6 @@ def _children(node: Any) -> list[Any]:
 
 def _is_train_state(node: Any) -> bool:
     return not isinstance(node, dict) and all(hasattr(node, f) for f in TRAIN_STATE_FIELDS)
-
-
-def _get(node: Any, field: str) -> Any:
-    return getattr(node, field)
 
 
 def _replace(node: Any, **changes: Any) -> Any:
@@ -214,7 +209,6 @@ def fill(
     names: NameMap,
     step: int,
     params: Any,
-    dtype: Any = None,
 ) -> Any:
     """`template` (the port's initial optax state) holding torch's buffers before `step`.
 
@@ -226,7 +220,7 @@ def fill(
     Raises:
       Unmapped: part of the state cannot be filled, naming its path and type.
     """
-    return _fill(template, _Walk(names, torch_state, step, dtype, params), "")
+    return _fill(template, _Walk(names, torch_state, step, params), "")
 
 
 def check(template: Any, names: NameMap) -> None:
@@ -324,4 +318,4 @@ def filler(
 
         return from_hook
     check(template, names)
-    return lambda torch_state, step, params: fill(template, torch_state, names, step, params, dtype)
+    return lambda torch_state, step, params: fill(template, torch_state, names, step, params)
