@@ -61,6 +61,8 @@ class DDPScenario:
       seed: the `DistributedSampler`'s seed.
       dtype: "float32" or "float64".
       n, features: the data's shape.
+      jax_lr_factor: multiplies the jaxreg side's learning rate (`--perturb lr=1.001`: a
+        run that must FAIL, to show the comparison's teeth).
     """
 
     name: str
@@ -75,6 +77,7 @@ class DDPScenario:
     dtype: str = "float64"
     n: int = 64
     features: int = 3
+    jax_lr_factor: float = 1.0
 
     def describe(self) -> str:
         opt = ", ".join(f"{k}={v}" for k, v in self.opt_kwargs)
@@ -172,7 +175,7 @@ def _spec(s: DDPScenario) -> dict[str, Any]:
     }
 
 
-def _launch(module: str, workdir: Path, timeout_s: float, extra=(), env=None) -> None:
+def _launch(module: str, workdir: Path, timeout_s: float, env=None) -> None:
     """`python -m module RANK WORLD PORT WORKDIR ...` in WORLD processes; waits at most
     `timeout_s`, stops them all on the first failure or the timeout (RuntimeError)."""
     port = launch.free_port()
@@ -180,7 +183,7 @@ def _launch(module: str, workdir: Path, timeout_s: float, extra=(), env=None) ->
     env.pop("XLA_FLAGS", None)  # one CPU device per process: one replica per rank
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", module, str(r), str(WORLD), str(port), str(workdir), *extra],
+            [sys.executable, "-m", module, str(r), str(WORLD), str(port), str(workdir)],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -239,9 +242,7 @@ def _check_order(s: DDPScenario, workdir: Path) -> str | None:
     return None
 
 
-def run(
-    scenarios: list[DDPScenario], *, timeout_s: float = 240.0, lr_factor: float = 1.0
-) -> list[dict[str, Any]]:
+def run(scenarios: list[DDPScenario], *, timeout_s: float = 240.0) -> list[dict[str, Any]]:
     """Train `scenarios` with torch DDP and with jaxreg, 2 processes each; one result row
     per scenario (the keys of `parity.report.row`, plus "description").
 
@@ -263,7 +264,6 @@ def run(
             "parity.programs.jax_processes",
             workdir,
             timeout_s,
-            extra=(repr(lr_factor),),
             env={"JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"},
         )
         jax_s = time.perf_counter() - start
@@ -332,8 +332,10 @@ def main_rows(args) -> int:
             file=sys.stderr,
         )
         return 2
+    if p.lr_factor != 1.0:
+        scenarios = [dataclasses.replace(s, jax_lr_factor=p.lr_factor) for s in scenarios]
     start = time.perf_counter()
-    rows = run(scenarios, lr_factor=p.lr_factor)
+    rows = run(scenarios)
     print(report.table(rows))
     failed = [r["name"] for r in rows if not r["passed"]]
     print(

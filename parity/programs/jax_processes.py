@@ -1,7 +1,7 @@
 """The jaxreg multi-process program of `python -m parity --distributed`.
 
     JAX_CPU_COLLECTIVES_IMPLEMENTATION=gloo python -m parity.programs.jax_processes \\
-        RANK WORLD PORT WORKDIR [LR_FACTOR]
+        RANK WORLD PORT WORKDIR
 
 One JAX process of WORLD (`jaxreg.distributed.initialize`: `jax.distributed.initialize(
 coordinator_address="127.0.0.1:PORT", num_processes=WORLD, process_id=RANK)`), CPU
@@ -14,8 +14,8 @@ WORKDIR/scenarios.json, each process reads only its rows of x and y
     mini-batches: jr.fit(..., epochs=E, batch_size=b, drop_last=...,
                          sampler=jr.distributed.DistributedSampler(seed=seed))
 
-Process 0 writes WORKDIR/jax-NAME.npz (losses, the parameters after every step).
-LR_FACTOR multiplies the learning rate (`--perturb lr=...`: a run that must fail).
+Process 0 writes WORKDIR/jax-NAME.npz (losses, the parameters after every step). A
+scenario's `jax_lr_factor` multiplies the learning rate (`--perturb lr=...`: must fail).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from jaxreg import distributed
 from parity import precision, vocab
 
 
-def train(s: dict, workdir: Path, lr_factor: float) -> None:
+def train(s: dict, workdir: Path) -> None:
     """One scenario, in every process; process 0 writes the trajectory."""
     rows = distributed.row_sharding()  # every process's devices, rows split over them
     x = distributed.load_npy_rows(workdir / f"{s['name']}.x.npy", rows)
@@ -42,7 +42,7 @@ def train(s: dict, workdir: Path, lr_factor: float) -> None:
     predict = vocab.MODELS[s["model"]].jax()
     loss_fn = jr.objective(predict, vocab.LOSSES[s["loss"]].jax())
     kwargs = dict(s["opt_kwargs"])
-    kwargs["lr"] = kwargs["lr"] * lr_factor
+    kwargs["lr"] = kwargs["lr"] * s["jax_lr_factor"]
     tx = vocab.OPTIMIZERS[s["optimizer"]].jax()(**kwargs)
     if s["batch_size"] is None:
         r = jr.fit(loss_fn, tx, params, x, y, steps=s["epochs"])
@@ -70,11 +70,10 @@ def train(s: dict, workdir: Path, lr_factor: float) -> None:
 
 def main(argv: list[str]) -> int:
     rank, world, port, workdir = int(argv[0]), int(argv[1]), int(argv[2]), Path(argv[3])
-    lr_factor = float(argv[4]) if len(argv) > 4 else 1.0
     distributed.initialize(f"127.0.0.1:{port}", world, rank, timeout_s=60)
     for s in json.loads((workdir / "scenarios.json").read_text()):
         with precision.for_scenario(s["dtype"]):
-            train(s, workdir, lr_factor)
+            train(s, workdir)
     return 0
 
 
