@@ -11,7 +11,11 @@ it as they would on one device: the parameters and optimizer state are replicate
 mesh (`replicate`), each device reduces its own rows and XLA adds the partial sums across
 devices (one all-reduce of the gradient a step). A mini-batch is gathered from the shards
 (each device takes the batch's rows it holds, one all-reduce of `batch_size` rows), then
-the step runs replicated; the data set is never gathered onto one device.
+the step runs replicated; the data set is never gathered onto one device. With
+`fit(..., sampler=DistributedSampler(...))` (or `make_step(..., replicas=True)`) the
+batches are per replica instead, as torch DDP cuts them: each device computes the
+gradient of its own replica's batch and the gradients are averaged (`jaxreg.sampler`
+for the order, `jaxreg.loop.replicas` for the step).
 
 The numbers: a full-batch loss or gradient is a sum over rows, summed here in another
 order (per shard, then across shards) than on one device. Two orders of summing n terms
