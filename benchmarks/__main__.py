@@ -16,7 +16,9 @@ linear regression: one shuffled mini-batch SGD epoch (batch 256 and 4096) of `jr
 against torch's DataLoader loop and a randperm+index loop; the least-squares Gram path
 (`gram=True`, 1000 steps, the precompute counted) per step against torch eager; and the
 peak memory of each fit over a process holding X, each in a fresh process
-(benchmarks/memory.py; CPU only).
+(benchmarks/memory.py; CPU only). And the scaling rows (benchmarks/scaling.py; CPU only):
+a full-batch fit and a mini-batch epoch on row-sharded data over 1, 2 and 4 simulated
+devices and 2 processes (on CPU: the overhead of sharding, not a speed-up).
 
 Every option is checked before anything runs (a bad value, an output path that cannot be
 written, a plot format matplotlib cannot write: exit status 2). Output files are written
@@ -39,7 +41,7 @@ import jaxlib
 import numpy as np
 
 import jaxreg
-from benchmarks import cases, memory, plot, roofline
+from benchmarks import cases, memory, plot, roofline, scaling
 from benchmarks.timing import measure
 from jaxreg import cli, files
 
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "gpu" and not meta["gpu"]["torch"] and not meta["gpu"]["jax"]:
         print("No GPU here (torch.cuda and jax see none): nothing to run, skipped.")
         results = {"meta": meta, "skipped": "no GPU", "rows": [], "many": [], "targets": []}
-        results |= {"minibatch": [], "gram": [], "memory": []}
+        results |= {"minibatch": [], "gram": [], "memory": [], "scaling": []}
         _write(results, args)
         return 0
     problems = cases.problems(args.sizes, smoke=args.smoke)
@@ -96,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     mem = []
     if extra and not args.no_memory and args.device == "cpu":
         mem = _memory(args)
+    scale = []
+    if extra and not args.no_scaling and args.device == "cpu":
+        scale = scaling.run(scaling.scaling_problem(args.smoke, args.quick))
     many = [] if args.no_many else _many(args)
     results = {"meta": meta, "floors": {f"{k[0]}x{k[1]}": v for k, v in floors.items()}}
     results |= {"rows": rows, "many": many, "minibatch": minibatch, "gram": gram, "memory": mem}
+    results["scaling"] = scale
     results["targets"] = targets(results)
     print()
     print(markdown(results))
@@ -371,6 +377,7 @@ def markdown(results: dict) -> str:
                 f"{f'{a:.3g}' if a else ''} | {f'{b:.3g}' if b else ''} | {r.get('note', '')} |"
             )
     lines += _markdown_extra(results)
+    lines += scaling.markdown(results.get("scaling", []))
     if results.get("targets"):
         lines += ["", "| target | measured | met |", "|---|---|---|"]
         for tg in results["targets"]:
@@ -658,6 +665,11 @@ def _parse(argv):
         "--no-memory",
         action="store_true",
         help="skip the peak-memory measurements (a fresh process each; CPU only)",
+    )
+    ap.add_argument(
+        "--no-scaling",
+        action="store_true",
+        help="skip the scaling rows (1, 2, 4 simulated devices and 2 processes; CPU only)",
     )
     args = ap.parse_args(argv)
     if args.smoke:
