@@ -197,7 +197,8 @@ class ScheduleWrapperRow:
     Attributes:
       name: the `jaxreg.schedules` class (it holds the wrapped schedule as `.schedule`).
       builder: the `jaxreg.schedules` function that builds it.
-      interval: when torch steps the scheduler: "batch" (after every optimizer step).
+      interval: when torch steps the scheduler: "batch" (after every optimizer step) or
+        "epoch" (after every epoch, also a schedule stepped per batch by default).
     """
 
     name: str
@@ -542,7 +543,11 @@ SCHEDULES: dict[str, ScheduleRow] = {
 
 
 SCHEDULE_WRAPPERS: dict[str, ScheduleWrapperRow] = {
-    row.name: row for row in (ScheduleWrapperRow("PerBatch", "per_batch", "batch"),)
+    row.name: row
+    for row in (
+        ScheduleWrapperRow("PerBatch", "per_batch", "batch"),
+        ScheduleWrapperRow("PerEpoch", "per_epoch", "epoch"),
+    )
 }
 
 

@@ -628,3 +628,16 @@ def test_plateau_state_is_returned_and_goes_on():
         assert float(whole.opt_state.lr) < 0.5 / 4
         assert float(second.opt_state.lr) == float(whole.opt_state.lr)
         np.testing.assert_array_equal(second.params.weight, whole.params.weight)
+
+
+def test_per_epoch_steps_a_per_batch_schedule_once_an_epoch():
+    """torch loops that call OneCycleLR's step() once per epoch (total_steps = epochs)."""
+    with jax.enable_x64(True):
+        lrs = _compare(
+            "SGD", {"lr": 0.1, "momentum": 0.9}, jr.optim.sgd(0.1, momentum=0.9),
+            lambda o: T.OneCycleLR(o, 0.1, total_steps=26),
+            S.per_epoch(S.OneCycleLR(0.1, total_steps=26)), epochs=25, batch=10,
+        )  # fmt: skip
+    assert len(set(lrs)) == 25
+    with pytest.raises(TypeError, match=r"per_epoch takes a jaxreg\.schedules schedule"):
+        S.per_epoch(lambda epoch: 0.1)

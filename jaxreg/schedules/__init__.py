@@ -21,7 +21,8 @@ Stepping: `interval` is "epoch" (torch's `scheduler.step()` after every epoch, t
 default) or "batch" (after every optimizer step: `CyclicLR` and `OneCycleLR`, as torch
 users step them, and any schedule wrapped in `per_batch(...)`);
 `per_batch(CosineAnnealingWarmRestarts(...), steps_per_epoch=iters)` is torch's
-fractional `scheduler.step(epoch + i / iters)`. `CyclicLR` and `OneCycleLR` cycle the
+fractional `scheduler.step(epoch + i / iters)`; `per_epoch(CyclicLR(...))` steps a per-batch
+schedule once per epoch. `CyclicLR` and `OneCycleLR` cycle the
 momentum (or Adam's beta1) too: their `lrs` has a second column, and `fit` sets both.
 
 Schedules with a closed form in torch (`StepLR`, `MultiStepLR`, `ExponentialLR`,
@@ -37,7 +38,7 @@ training: `ReduceLROnPlateau(...).wrap(tx, steps_per_epoch)` is a transformation
 state carries torch's counters through the compiled loop (`jaxreg.schedules._plateau`).
 """
 
-from jaxreg.schedules._base import PerBatch, apply, per_batch
+from jaxreg.schedules._base import PerBatch, PerEpoch, apply, per_batch, per_epoch
 from jaxreg.schedules._composite import ChainedScheduler, SequentialLR
 from jaxreg.schedules._cyclic import CosineAnnealingWarmRestarts, CyclicLR, OneCycleLR
 from jaxreg.schedules._epoch import (
@@ -66,6 +67,7 @@ __all__ = [
     "MultiplicativeLR",
     "OneCycleLR",
     "PerBatch",
+    "PerEpoch",
     "PlateauState",
     "PolynomialLR",
     "ReduceLROnPlateau",
@@ -73,4 +75,5 @@ __all__ = [
     "StepLR",
     "apply",
     "per_batch",
+    "per_epoch",
 ]

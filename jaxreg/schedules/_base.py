@@ -234,6 +234,35 @@ def per_batch(schedule: Any, steps_per_epoch: int | None = None) -> PerBatch:
     return PerBatch(schedule, steps_per_epoch)
 
 
+@dataclasses.dataclass(frozen=True)
+class PerEpoch:
+    """`schedule` stepped after every epoch, also one that is stepped per batch by default
+    (`CyclicLR`, `OneCycleLR`: a torch loop may call their `step()` once per epoch, with
+    `total_steps` or the step sizes counted in epochs). Build it with `per_epoch`."""
+
+    schedule: Any
+    interval = "epoch"
+
+    @property
+    def cycles_momentum(self) -> bool:
+        return self.schedule.cycles_momentum
+
+    def lrs(self, base_lr: float, num_epochs: int) -> np.ndarray:
+        """The learning rate of each of `num_epochs` epochs (see `Schedule.lrs`)."""
+        return self.schedule.lrs(base_lr, num_epochs)
+
+
+def per_epoch(schedule: Any) -> PerEpoch:
+    """`schedule` (a jaxreg schedule) stepped once per epoch: `fit(..., schedule=per_epoch(
+    OneCycleLR(0.1, total_steps=epochs)))` is torch's `scheduler.step()` after each epoch."""
+    if not isinstance(schedule, Schedule):
+        raise TypeError(
+            f"per_epoch takes a jaxreg.schedules schedule (e.g. OneCycleLR(0.1, "
+            f"total_steps=100)), got {type(schedule).__name__}"
+        )
+    return PerEpoch(schedule)
+
+
 def apply(opt_state: Any, values: Any) -> Any:
     """`opt_state` with one entry of a schedule's `lrs` applied (what `fit` does each step).
 
