@@ -33,8 +33,10 @@ from parity.scenario import NO_PERTURBATION, Perturbation, Problem, Scenario, Tr
 
 
 def jax_shapes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n,) vectors as (n, 1) columns; (n, k) arrays unchanged. A reshape: same numbers."""
-    return (x.reshape(-1, 1) if x.ndim == 1 else x), (y.reshape(-1, 1) if y.ndim == 1 else y)
+    """(n,) vectors as (n, 1) columns; (n, k) arrays and (n,) integer class indices
+    unchanged. A reshape: same numbers."""
+    column = y.ndim == 1 and y.dtype.kind == "f"
+    return (x.reshape(-1, 1) if x.ndim == 1 else x), (y.reshape(-1, 1) if column else y)
 
 
 def loss_fn(scenario: Scenario, perturb: Perturbation = NO_PERTURBATION):

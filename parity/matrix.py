@@ -68,7 +68,7 @@ SCHEDULE_CYCLE = [
 # A vocab row the cycles above do not name yet joins the matrix at the end of its cycle
 # (changing the cycle's length, so `tests/test_parity_matrix.py` re-checks the coverage).
 LOSS_CYCLE += [
-    (row.model, row.name, {})
+    (row.model, row.name, dict(row.matrix_kwargs))
     for row in vocab.LOSSES.values()
     if row.name not in {loss for _, loss, _ in LOSS_CYCLE}
 ]
@@ -111,6 +111,54 @@ def classification_data(n: int, seed: int = 0):
     return build
 
 
+CLASSES = 3
+
+
+def class_data(n: int, *, probabilities: bool = False, seed: int = 0):
+    """x (n, 2) standard normal; y (n,) int64 class indices drawn from softmax(x A' + c) over
+    CLASSES classes, or (n, CLASSES) rows of class probabilities (softmax of a noisy score)."""
+
+    def build(dtype: np.dtype, path: Path) -> Data:
+        rng = np.random.default_rng((seed, n, CLASSES))
+        x = rng.standard_normal((n, 2))
+        a = np.array([[2.0, -1.0], [-1.5, 0.5], [0.0, 1.5]])
+        z = x @ a.T + np.array([0.5, 0.0, -0.5])
+        if probabilities:
+            z = z + rng.standard_normal(z.shape)
+            e = np.exp(z - z.max(1, keepdims=True))
+            return Data(x.astype(dtype), (e / e.sum(1, keepdims=True)).astype(dtype))
+        u = rng.random((n, 1))
+        p = np.exp(z - z.max(1, keepdims=True))
+        y = (u * p.sum(1, keepdims=True) > np.cumsum(p, 1)).sum(1)
+        return Data(x.astype(dtype), y.astype(np.int64))  # int64: torch's class indices
+
+    return build
+
+
+def count_data(n: int, seed: int = 0):
+    """x (n, 3) 0.5 standard normal, y (n, 1) ~ Poisson(exp(x @ (0.3 W).T + 0.5)) as floats."""
+
+    def build(dtype: np.dtype, path: Path) -> Data:
+        rng = np.random.default_rng((seed, n, 1))
+        x = 0.5 * rng.standard_normal((n, 3))
+        y = rng.poisson(np.exp(x @ (0.3 * TRUE_W).T + 0.5)).astype(np.float64)
+        return Data(x.astype(dtype), y.astype(dtype))
+
+    return build
+
+
+def _data_for(loss: str, model: str, n: int, outputs: int):
+    """(data builder, in_features, out_features) for the loss's targets and the model."""
+    target = vocab.LOSSES[loss].target
+    if target in ("classes", "probabilities"):
+        return class_data(n, probabilities=target == "probabilities"), 2, CLASSES
+    if target == "counts":
+        return count_data(n), 3, 1
+    if model == "linear":
+        return regression_data(n, outputs), 3, outputs
+    return classification_data(n), 2, outputs
+
+
 def make(
     option: str,
     model: str,
@@ -132,8 +180,7 @@ def make(
     _, optimizer, kwargs = next(o for o in OPTIONS if o[0] == option)
     n = N_MINI if batch_size else N_FULL
     epochs = 25 if batch_size else 100
-    data = regression_data(n, outputs) if model == "linear" else classification_data(n)
-    in_features = 3 if model == "linear" else 2
+    data, in_features, out_features = _data_for(loss, model, n, outputs)
     summed = loss == "sse" or loss_kwargs.get("reduction") == "sum"
     if summed and vocab.OPTIMIZERS[optimizer].family == "sgd":
         kwargs = {**kwargs, "lr": kwargs["lr"] / (batch_size or n)}  # same step as the mean
@@ -161,7 +208,7 @@ def make(
         name="m-" + "-".join(parts) + ("-f32" if dtype == "float32" else "-f64"),
         source="matrix",
         data=data,
-        init=TorchInit(seed, in_features, outputs),
+        init=TorchInit(seed, in_features, out_features),
         model=model,
         loss=loss,
         loss_kwargs=tuple(loss_kwargs.items()),

@@ -53,7 +53,9 @@ def materialize(scenario: Scenario, *, data_path: str | os.PathLike | None = Non
     data = scenario.data(dtype, resolve_data_path(data_path))
     if not isinstance(data, Data):
         data = Data(*data)
-    data = Data(*(None if a is None else np.ascontiguousarray(a, dtype) for a in data))
+    data = Data(
+        *(None if a is None else np.ascontiguousarray(a, _dtype_for(a, dtype)) for a in data)
+    )
     if isinstance(scenario.init, TorchInit):
         params = torch_init(scenario.init, dtype)
     else:
@@ -70,6 +72,12 @@ def materialize(scenario: Scenario, *, data_path: str | os.PathLike | None = Non
             drop_last=scenario.drop_last,
         )
     return Problem(data, params, order)
+
+
+def _dtype_for(a, dtype: np.dtype) -> np.dtype:
+    """The scenario's float dtype, except for integer class indices (kept int64, torch's)."""
+    kind = np.asarray(a).dtype.kind
+    return np.dtype(np.int64) if kind in "iu" else dtype
 
 
 def torch_init(init: TorchInit, dtype: np.dtype) -> dict[str, np.ndarray]:

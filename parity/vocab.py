@@ -77,7 +77,14 @@ class LossRow:
         `parity.verify` (tensor arguments such as `weight` are not compared).
       model: the `MODELS` row whose output the loss takes in the matrix: "linear" for a
         regression loss, "logistic" (probabilities) for `bce`, "logits" for
-        `bce_with_logits`.
+        `bce_with_logits`, "softmax" (class logits) for `cross_entropy`, "log_softmax"
+        for `nll` and `kl_div`.
+      target: the targets it takes: "values" (the prediction's shape: real values, or 0/1
+        labels for a binary model), "counts" (non-negative integers as floats, the
+        prediction's shape), "classes" (integer class indices (n,), int64 for torch) or
+        "probabilities" (rows of class probabilities, the prediction's shape).
+      matrix_kwargs: keyword arguments the matrix calls it with (`gaussian_nll`'s `var`,
+        `kl_div`'s "batchmean", torch's KL divergence).
     """
 
     name: str
@@ -86,6 +93,8 @@ class LossRow:
     reduction: str | None = None
     options: tuple[str, ...] = ("reduction",)
     model: str = "linear"
+    target: str = "values"
+    matrix_kwargs: tuple[tuple[str, Any], ...] = ()
 
     def jax(self) -> Callable[..., Any]:
         """The `jaxreg.losses` function."""
@@ -113,12 +122,14 @@ class ModelRow:
       name: `Scenario.model`.
       module, function: the jaxreg predict function, `jaxreg.<module>.<function>`.
       torch_link: the `torch` function applied to the `nn.Linear` output, or None.
+      link_kwargs: its keyword arguments (`log_softmax`'s `dim`).
     """
 
     name: str
     module: str
     function: str
     torch_link: str | None = None
+    link_kwargs: tuple[tuple[str, Any], ...] = ()
 
     def jax(self) -> Callable[..., Any]:
         """`jaxreg.<module>.<function>`, looked up now (a test may have replaced it)."""
@@ -130,7 +141,8 @@ class ModelRow:
             return _identity
         import torch
 
-        return getattr(torch, self.torch_link)
+        link = getattr(torch, self.torch_link)
+        return functools.partial(link, **dict(self.link_kwargs)) if self.link_kwargs else link
 
 
 @dataclasses.dataclass(frozen=True)
@@ -434,6 +446,45 @@ LOSSES: dict[str, LossRow] = {
             "BCEWithLogitsLoss",
             model="logits",
         ),
+        LossRow(
+            "cross_entropy",
+            "cross_entropy",
+            "CrossEntropyLoss",
+            options=("reduction", "ignore_index", "label_smoothing"),
+            model="softmax",
+            target="classes",
+        ),
+        LossRow(
+            "nll",
+            "nll_loss",
+            "NLLLoss",
+            options=("reduction", "ignore_index"),
+            model="log_softmax",
+            target="classes",
+        ),
+        LossRow(
+            "poisson_nll",
+            "poisson_nll_loss",
+            "PoissonNLLLoss",
+            options=("reduction", "log_input", "full", "eps"),
+            target="counts",
+        ),
+        LossRow(
+            "gaussian_nll",
+            "gaussian_nll_loss",
+            "GaussianNLLLoss",
+            options=("reduction", "full", "eps"),
+            matrix_kwargs=(("var", 0.5),),
+        ),
+        LossRow(
+            "kl_div",
+            "kl_div",
+            "KLDivLoss",
+            options=("reduction", "log_target"),
+            model="log_softmax",
+            target="probabilities",
+            matrix_kwargs=(("reduction", "batchmean"),),
+        ),
     )
 }
 
@@ -443,6 +494,14 @@ MODELS: dict[str, ModelRow] = {
         ModelRow("linear", "linear", "predict"),
         ModelRow("logistic", "logistic", "predict", torch_link="sigmoid"),
         ModelRow("logits", "logistic", "logits"),
+        ModelRow("softmax", "softmax", "logits"),
+        ModelRow(
+            "log_softmax",
+            "softmax",
+            "log_proba",
+            torch_link="log_softmax",
+            link_kwargs=(("dim", -1),),
+        ),
     )
 }
 

@@ -137,11 +137,22 @@ def test_loss_rows_give_the_same_numbers_as_their_torch_function():
     per side, so they are < 2.2e-15 apart; 1e-14 is 4x that and 1e10 below a wrong loss."""
     rng = np.random.default_rng(0)
     prob = rng.uniform(0.05, 0.95, (8, 1))
-    target = (rng.random((8, 1)) < 0.5).astype(np.float64)
+    logits = rng.standard_normal((8, 3))
+    targets = {
+        "values": (rng.random((8, 1)) < 0.5).astype(np.float64),
+        "counts": rng.poisson(2.0, (8, 1)).astype(np.float64),
+        "classes": rng.integers(0, 3, 8),  # int64: torch's class indices
+        "probabilities": rng.dirichlet(np.ones(3), 8),
+    }
     for row in vocab.LOSSES.values():
-        pred = prob if row.model == "logistic" else prob * 4 - 2
-        theirs = row.torch_fn()(torch.from_numpy(pred), torch.from_numpy(target)).item()
-        ours = float(row.jax()(pred, target))
+        pred = {
+            "logistic": prob,
+            "softmax": logits,
+            "log_softmax": logits - np.log(np.exp(logits).sum(1, keepdims=True)),
+        }.get(row.model, prob * 4 - 2)
+        target, kw = targets[row.target], dict(row.matrix_kwargs)
+        theirs = row.torch_fn()(torch.from_numpy(pred), torch.from_numpy(target), **kw).item()
+        ours = float(row.jax()(pred, target, **kw))
         np.testing.assert_allclose(ours, theirs, rtol=1e-14, err_msg=row.name)
 
 
@@ -173,13 +184,14 @@ def test_schedule_wrapper_row_builds_its_class(row):
 def test_model_rows_exist_in_both(row):
     assert row.jax() is getattr(getattr(jr, row.module), row.function)
     z = torch.tensor([-1.0, 0.0, 2.0])
-    expected = torch.sigmoid(z) if row.torch_link == "sigmoid" else z
+    links = {"sigmoid": torch.sigmoid(z), "log_softmax": torch.log_softmax(z, -1), None: z}
+    expected = links[row.torch_link]
     assert torch.equal(row.torch_fn()(z), expected)
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("optimizer", "yogi"), ("loss", "nll"), ("model", "softmax"), ("schedule", "WarmupLR")],
+    [("optimizer", "yogi"), ("loss", "hinge"), ("model", "probit"), ("schedule", "WarmupLR")],
 )
 def test_a_scenario_accepts_only_vocab_names(field, value):
     with pytest.raises(ValueError, match=f"Scenario {field} must be one of .*; got {value!r}"):
