@@ -1,4 +1,5 @@
-"""The seed scenarios: SPEC's seven tutorial workflows, every variant, as the tutorials write them.
+"""The seed scenarios: SPEC's seven tutorial workflows, every variant, as the tutorials write them
+(and t8, softmax regression, the multiclass workflow the same way).
 
 Each workflow exists in float32 (the tutorials' dtype, `-f32`) and float64 (`-f64`: the
 same program on float64 tensors, where torch and jaxreg must agree to ~1e-12). A name says
@@ -71,6 +72,16 @@ def _celsius_init(name: str):
         return d.w0 if name == "w" else d.b0  # w (1, 1), b (1,)
 
     return build
+
+
+def _softmax_blobs(dtype: np.dtype, path: Path) -> Data:
+    """150 rows of 4 features around 3 class centres (an iris-sized problem, NumPy-seeded);
+    y (150,) int64 class indices, as `nn.CrossEntropyLoss` takes them."""
+    rng = np.random.default_rng(8)
+    y = np.repeat(np.arange(3), 50)
+    centres = np.array([[1.0, 1.5, -1.0, 0.0], [-1.0, 0.5, 1.0, 0.5], [0.0, -1.5, 0.0, -1.0]])
+    x = centres[y] + rng.standard_normal((150, 4))
+    return Data(x.astype(dtype), y.astype(np.int64))
 
 
 def _no_data(dtype: np.dtype, path: Path) -> Data:
@@ -310,6 +321,52 @@ def _workflows() -> list[dict]:
             phases=((100, 1e-5), (10000, 1e-3)),
             note="t7: model(x) = x * w.t() + b, prediction (1, 20) against targets (20,); "
             "with torch.no_grad(): w -= w.grad * lr; 100 epochs at 1e-5, then 10000 at 1e-3",
+        ),
+        # Softmax regression, the multiclass tutorial: nn.Linear(4, 3) logits and
+        # nn.CrossEntropyLoss on int64 class indices; the jax side trains
+        # jr.objective(jr.softmax.logits, jr.losses.cross_entropy) on the same integers.
+        dict(
+            name="t8-softmax-nn-linear-crossentropy-sgd",
+            data=_softmax_blobs,
+            init=TorchInit(8, 4, 3),
+            model="softmax",
+            loss="cross_entropy",
+            torch_loss="nn.CrossEntropyLoss()",
+            opt_kwargs=(("lr", 0.1),),
+            epochs=300,
+            note="softmax: model = nn.Linear(4, 3); criterion = nn.CrossEntropyLoss(); "
+            "optim.SGD(lr=0.1); 300 full-batch epochs on int64 labels",
+        ),
+        dict(
+            name="t8-softmax-adam-dataloader",
+            data=_softmax_blobs,
+            init=TorchInit(8, 4, 3),
+            model="softmax",
+            loss="cross_entropy",
+            torch_loss="F.cross_entropy",
+            optimizer="adam",
+            opt_kwargs=(("lr", 0.01),),
+            epochs=20,
+            batch_size=16,
+            shuffle_seed=8,
+            note="softmax: F.cross_entropy(model(xb), yb), optim.Adam(lr=0.01), "
+            "DataLoader(batch_size=16, shuffle=True), 20 epochs",
+        ),
+        dict(
+            name="t8-softmax-label-smoothing-momentum-loop",
+            jax_loop="make_step",
+            data=_softmax_blobs,
+            init=TorchInit(9, 4, 3),
+            model="softmax",
+            loss="cross_entropy",
+            loss_kwargs=(("label_smoothing", 0.1),),
+            torch_loss="nn.CrossEntropyLoss()",
+            opt_kwargs=(("lr", 0.05), ("momentum", 0.9)),
+            epochs=10,
+            batch_size=32,
+            shuffle=False,
+            note="softmax: nn.CrossEntropyLoss(label_smoothing=0.1), optim.SGD(lr=0.05, "
+            "momentum=0.9), in-order batches of 32; the jax side a loop over jr.make_step",
         ),
     ]
 
