@@ -203,6 +203,12 @@ def test_reported_loss_is_the_mean_of_the_replicas_losses():
         (dict(sampler=DistributedSampler()), ValueError, "pass num_replicas=R"),
         (dict(sampler=DistributedSampler(20, drop_last=True)), ValueError, "no row per replica"),
         (dict(sampler=DistributedSampler(2), order=np.zeros((1, 5))), ValueError, "order must"),
+        (
+            dict(sampler=DistributedSampler(4), batch_size=4, drop_last=True),
+            ValueError,
+            "3 rows each of 4 replicas",
+        ),
+        (dict(sampler=DistributedSampler(2), epochs=None, steps=4), ValueError, "whole number"),
     ],
 )
 def test_fit_sampler_errors(kwargs, error, match):

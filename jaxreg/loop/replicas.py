@@ -8,7 +8,8 @@ Here `idx` is the (R, b) array of the R batches' rows (`jaxreg.sampler`), and:
 - on row-sharded data (`DataMesh`; R / shards replicas per device of the data axis,
   usually one), a `jax.shard_map`: each device takes, from its own rows, those of every
   replica's batch (zeros elsewhere) and a reduce-scatter hands each device its replicas'
-  batches (one value per row is nonzero: the sum is exact), so no device ever holds more
+  batches (one value per row is nonzero: the sum is exact, but for a -0.0 that arrives
+  as +0.0), so no device ever holds more
   than its rows and the R batches; each device computes its replicas' gradients with the
   formulation `jaxreg.gradients` selects for one batch, and `pmean` averages loss and
   gradients over the axis;

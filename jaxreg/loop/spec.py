@@ -169,6 +169,11 @@ def _replica_spec(
             "leaves no row per replica: use more rows or drop_last=False"
         )
     batch_size = positive_int("batch_size", batch_size)
+    if drop_last and batch_size > per:
+        raise ValueError(
+            f"batch_size={batch_size} > the {per} rows each of {replicas} replicas takes an "
+            "epoch, with drop_last=True: no batch is left (batch_size counts one replica's rows)"
+        )
     n_full, rem, per_epoch = _batches(per, batch_size, drop_last)
     epochs = _epochs(steps, epochs, per_epoch)
     given = None if order is None else check_order(order, epochs, n)
