@@ -96,10 +96,17 @@ def _check_start(named: dict[str, torch.Tensor], name_map: NameMap, params: Any)
         )
 
 
-def _lrs(jax_tx: Any, jax_schedule: Any, steps: int, epochs: int) -> np.ndarray | None:
-    """The learning rate the port uses at each step (None: the state's own, unscheduled)."""
+def _lrs(
+    jax_tx: Any, jax_schedule: Any, steps: int, epochs: int, torch_lrs: list[float]
+) -> np.ndarray | None:
+    """The learning rate the port uses at each step (None: the state's own, unscheduled);
+    rows (lr, momentum) for a schedule that cycles the momentum (`jr.schedules.apply`).
+    `ReduceLROnPlateau`'s follow the losses: teacher forcing takes torch's (`torch_lrs`),
+    and the free run compares the port's own."""
     if jax_schedule is None or jax_tx is None:
         return None
+    if isinstance(jax_schedule, jr.schedules.ReduceLROnPlateau):
+        return np.asarray(torch_lrs)
     base = jr.optim.hyperparams_of(jax_tx).get("lr")
     if base is None:
         return None
@@ -107,7 +114,7 @@ def _lrs(jax_tx: Any, jax_schedule: Any, steps: int, epochs: int) -> np.ndarray 
     if when == "batch":
         return np.asarray(jax_schedule.lrs(float(base), steps))
     per_epoch = steps // epochs
-    return np.repeat(np.asarray(jax_schedule.lrs(float(base), epochs)), per_epoch)
+    return np.repeat(np.asarray(jax_schedule.lrs(float(base), epochs)), per_epoch, axis=0)
 
 
 def verify(
@@ -305,7 +312,9 @@ def verify(
             side, note = _jax_side(
                 jax_loss_fn, jax_tx, jax_step, template, name_map, state_from_torch, dtype
             )
-            side = dataclasses.replace(side, lrs=_lrs(jax_tx, jax_schedule, t.steps, call.epochs))
+            torch_lrs = [step.lr for step in recorder.steps]
+            lrs = _lrs(jax_tx, jax_schedule, t.steps, call.epochs, torch_lrs)
+            side = dataclasses.replace(side, lrs=lrs)
             if note:
                 notes.append(note)
                 warnings.warn(optax_state.NotTeacherForced(note), stacklevel=2)

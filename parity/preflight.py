@@ -95,9 +95,16 @@ def check_dtypes(torch_params: Mapping[str, torch.Tensor], params: Any, call: Ca
 # Optimizer
 
 
+SCHEDULER_KEYS = frozenset({"max_lr", "min_lr", "base_momentum", "max_momentum"})
+
+
 def _group_settings(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """The one set of settings of torch's param_groups (`initial_lr` as lr when present)."""
-    skip = {"params", "param_names", "initial_lr"} | vocab.IMPLEMENTATION_KEYS
+    """The one set of settings of torch's param_groups (`initial_lr` as lr when present).
+
+    The keys `OneCycleLR` and `CyclicLR` keep in the group (`max_lr`, `min_lr`,
+    `base_momentum`, `max_momentum`) are the scheduler's: `check_schedule` compares them.
+    """
+    skip = {"params", "param_names", "initial_lr"} | vocab.IMPLEMENTATION_KEYS | SCHEDULER_KEYS
     groups = [
         {**{k: v for k, v in g.items() if k not in skip}, "lr": g.get("initial_lr", g["lr"])}
         for g in optimizer.param_groups
@@ -222,12 +229,13 @@ def check_optimizer(
 
 
 def interval(jax_schedule: Any) -> tuple[Any, str]:
-    """(the schedule itself, "epoch"), or for a wrapper such as `jr.schedules.per_batch(s)`,
-    (`s`, the wrapper's interval: "batch", when torch steps its scheduler)."""
+    """(the schedule itself, its interval: "epoch", or "batch" for `CyclicLR` and
+    `OneCycleLR`), or for a wrapper such as `jr.schedules.per_batch(s)`, (`s`, the
+    wrapper's interval: when torch steps its scheduler)."""
     for row in vocab.SCHEDULE_WRAPPERS.values():
         if type(jax_schedule) is row.jax():
             return jax_schedule.schedule, row.interval
-    return jax_schedule, "epoch"
+    return jax_schedule, getattr(jax_schedule, "interval", "epoch")
 
 
 def check_schedule(torch_scheduler: Any, jax_schedule: Any, torch_optimizer: Any) -> None:

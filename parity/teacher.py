@@ -223,8 +223,8 @@ def run(
         if jax_side.template is not None:
             template = jax_side.template
             lr = None if jax_side.lrs is None else jax_side.lrs[k]
-            if lr is not None:
-                template = jr.optim.set_lr(
+            if lr is not None:  # an lr, or (lr, momentum) of a schedule that cycles it
+                template = jr.schedules.apply(
                     template, np.asarray(lr, template.hyperparams["lr"].dtype)
                 )
             lr_pairs.append((ts.lr, float(np.asarray(template.hyperparams["lr"]))))

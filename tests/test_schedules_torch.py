@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import jaxreg as jr
+import parity
 from parity.programs import jax_loop, torch_loop
 
 S = jr.schedules
@@ -641,3 +642,43 @@ def test_per_epoch_steps_a_per_batch_schedule_once_an_epoch():
     assert len(set(lrs)) == 25
     with pytest.raises(TypeError, match=r"per_epoch takes a jaxreg\.schedules schedule"):
         S.per_epoch(lambda epoch: 0.1)
+
+
+def _verify_data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3))
+    return x, x @ np.array([[1.0], [-2.0], [0.5]]) - 1.0 + 0.1 * rng.normal(size=(50, 1))
+
+
+def test_parity_verify_one_cycle_with_momentum_is_teacher_forced_with_both():
+    """A port as torch holds the optimizer after OneCycleLR's constructor (lr max_lr / 25,
+    momentum max_momentum) passes, free and teacher-forced (lr and momentum each step)."""
+    x, y = _verify_data()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = T.OneCycleLR(opt, 0.1, total_steps=16)
+    cmp = parity.verify(
+        model, torch.nn.functional.mse_loss, opt,
+        jr.objective(jr.linear.predict, jr.losses.mse), jr.optim.sgd(0.1 / 25, momentum=0.95),
+        x, y, epochs=4, batch_size=16, seed=1, torch_scheduler=sched,
+        jax_schedule=S.OneCycleLR(0.1, total_steps=16),
+    )  # fmt: skip
+    assert cmp.passed and cmp.teacher is not None, cmp.summary()
+    assert sched.last_epoch == 16  # stepped after every batch
+
+
+def test_parity_verify_reduce_lr_on_plateau():
+    x, y = _verify_data()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    kwargs = {"patience": 1, "factor": 0.5, "threshold": 1e-2}
+    cmp = parity.verify(
+        model, torch.nn.functional.mse_loss, opt,
+        jr.objective(jr.linear.predict, jr.losses.mse), jr.optim.sgd(0.5), x, y, epochs=30,
+        batch_size=16, seed=1, torch_scheduler=T.ReduceLROnPlateau(opt, **kwargs),
+        jax_schedule=S.ReduceLROnPlateau(**kwargs),
+    )  # fmt: skip
+    assert cmp.passed, cmp.summary()
+    assert opt.param_groups[0]["lr"] < 0.5 / 2**5  # reduced several times
