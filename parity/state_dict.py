@@ -96,7 +96,12 @@ def _kind(value: Any, treedef: Any) -> str:
 
 
 def buffers_from_torch(
-    template: Any, torch_state: Mapping[str, Mapping[str, Any]], names: NameMap, step=None
+    template: Any,
+    torch_state: Mapping[str, Mapping[str, Any]],
+    names: NameMap,
+    step=None,
+    *,
+    strict: bool = True,
 ) -> Any:
     """`template` (a jaxreg `OptState`) holding torch's buffers, `{torch name: {key: value}}`.
 
@@ -107,11 +112,16 @@ def buffers_from_torch(
     Args:
       step: the updates done, for a state torch keeps no `step` in (SGD); default 1
         where torch holds buffers, else 0.
+      strict: refuse what does not fit (below). `False` (teacher forcing, which judges a
+        port that may be wrong): a key torch has and the template lacks is ignored, a
+        field torch lacks for some parameter keeps the template's, a scalar is the first
+        parameter's.
 
     Raises:
-      ValueError: a parameter with state and one without; a key torch has and the
-        template lacks (or the other way), naming it and the option that adds it; a
-        scalar whose values differ between parameters; a buffer of another shape.
+      ValueError: with `strict`: a parameter with state and one without; a key torch
+        has and the template lacks (or the other way), naming it and the option that
+        adds it; a scalar whose values differ between parameters. Always: a buffer of
+        another shape.
     """
     inner = template.inner
     present = {
@@ -125,14 +135,36 @@ def buffers_from_torch(
             return template
         step_field = np.asarray(step, np.asarray(inner.step).dtype)
         return template._replace(inner=inner._replace(step=step_field))
-    if len(with_state) != len(present):
-        empty = [n for n, s in present.items() if not s]
-        raise ValueError(
-            f"torch's optimizer state has buffers for {with_state} but none for {empty}: "
-            "torch stepped some parameters only (no gradient for the others); a jaxreg "
-            f"{optimizer} state counts one step for all parameters"
-        )
     keys = {n: set(s) for n, s in present.items()}
+    common = set.intersection(*keys.values())
+    if strict:
+        _check_keys(keys, inner, names, optimizer)
+    fields = {}
+    for field in inner._fields:
+        current = getattr(inner, field)
+        kind = _kind(current, names.treedef)
+        if kind == "none" or (field not in common and not (field == "step" and with_state)):
+            fields[field] = current
+        elif field not in common:  # torch counts no steps (SGD)
+            fields[field] = np.asarray(1 if step is None else step, np.asarray(current).dtype)
+        elif kind == "scalar":
+            values = {n: present[n][field] for n in present}
+            fields[field] = _scalar(field, values, current, strict)
+        else:
+            fields[field] = _buffer(field, {n: present[n][field] for n in present}, current, names)
+    return template._replace(inner=type(inner)(**fields))
+
+
+def _check_keys(keys: Mapping[str, set], inner: Any, names: NameMap, optimizer: str) -> None:
+    """`ValueError` unless every parameter has state, the same keys, and the keys are the
+    template's fields that hold something (`step` may be missing: torch's SGD)."""
+    empty = [n for n, k in keys.items() if not k]
+    if empty:
+        raise ValueError(
+            f"torch's optimizer state has buffers for {[n for n in keys if n not in empty]} "
+            f"but none for {empty}: torch stepped some parameters only (no gradient for the "
+            f"others); a jaxreg {optimizer} state counts one step for all parameters"
+        )
     first = names.torch_names[0]
     for n, k in keys.items():
         if k != keys[first]:
@@ -140,49 +172,33 @@ def buffers_from_torch(
                 f"torch's optimizer state holds {sorted(keys[first])} for {first} but "
                 f"{sorted(k)} for {n}"
             )
-    unknown = sorted(keys[first] - set(inner._fields))
-    fields = {}
-    for field in inner._fields:
-        current = getattr(inner, field)
-        kind = _kind(current, names.treedef)
-        if kind == "none":
-            if field in keys[first]:
-                unknown.append(field)
-            fields[field] = current
-            continue
-        if field not in keys[first]:
-            if field == "step":
-                count = 1 if step is None else step
-                fields[field] = np.asarray(count, np.asarray(current).dtype)
-                continue
-            raise ValueError(
-                f"torch's optimizer state has no {field!r} (it holds {sorted(keys[first])}), "
-                f"which tx's {optimizer} state holds: the state_dict is another optimizer's, "
-                "or an option that adds it (momentum, centered, amsgrad) is on in tx and off "
-                "in the torch optimizer; build tx with the torch optimizer's options"
-            )
-        if kind == "scalar":
-            fields[field] = _scalar(field, {n: present[n][field] for n in present}, current)
-        else:
-            fields[field] = _buffer(field, {n: present[n][field] for n in present}, current, names)
+    ours = {f for f in inner._fields if _kind(getattr(inner, f), names.treedef) != "none"}
+    unknown = sorted(keys[first] - ours)
     if unknown:
         raise ValueError(
-            f"torch's optimizer state holds {sorted(unknown)}, which tx's {optimizer} state "
-            "has no buffer for: the state_dict is another optimizer's, or an option that adds "
-            "it (momentum, centered, amsgrad) is on in the torch optimizer and off in tx; "
-            "build tx with the torch optimizer's options"
+            f"torch's optimizer state holds {unknown}, which tx's {optimizer} state has no "
+            "buffer for: the state_dict is another optimizer's, or an option that adds it "
+            "(momentum, centered, amsgrad) is on in the torch optimizer and off in tx; build "
+            "tx with the torch optimizer's options"
         )
-    return template._replace(inner=type(inner)(**fields))
+    missing = sorted(ours - keys[first] - {"step"})
+    if missing:
+        raise ValueError(
+            f"torch's optimizer state has no {missing[0]!r} (it holds {sorted(keys[first])}), "
+            f"which tx's {optimizer} state holds: the state_dict is another optimizer's, or an "
+            "option that adds it (momentum, centered, amsgrad) is on in tx and off in the "
+            "torch optimizer; build tx with the torch optimizer's options"
+        )
 
 
-def _scalar(field: str, values: Mapping[str, Any], current: Any) -> np.ndarray:
+def _scalar(field: str, values: Mapping[str, Any], current: Any, strict: bool) -> np.ndarray:
     dtype = np.asarray(current).dtype
     numbers = {n: np.asarray(v) for n, v in values.items()}
     for n, v in numbers.items():
         if v.size != 1:
             raise ValueError(f"torch's {field} of {n} has shape {v.shape}; expected a number")
     first = next(iter(numbers.values())).reshape(())
-    if any(v.reshape(()) != first for v in numbers.values()):
+    if strict and any(v.reshape(()) != first for v in numbers.values()):
         seen = {n: float(v.reshape(())) for n, v in numbers.items()}
         raise ValueError(
             f"torch's {field} differs between parameters ({seen}); a jaxreg state holds one "
@@ -469,7 +485,7 @@ def state_to_torch(
         raise ValueError(f"{fn}: torch_names names {len(tnames)} parameters, params has {leaves}")
     name_map = _name_map(tnames, torch_names, {}, params, names, transpose, fn)
     signature = inspect.signature(cls).parameters
-    hp = {k: float(np.asarray(v)) for k, v in state.hyperparams.items()}
+    hp = _python_numbers(state.hyperparams, jr.optim.hyperparams_of(tx))
     kwargs: dict[str, Any] = {}
     for name, value in hp.items():
         key, index = PAIRS.get(name, (name, None))
@@ -491,9 +507,11 @@ def state_to_torch(
     dummy_opt = cls([by_name[n] for n in tnames], **kwargs)
     made = dummy_opt.state_dict()
     group = dict(made["param_groups"][0], params=list(range(len(tnames))))
-    origin = dict(zip(sorted(hp), np.asarray(state.origin).tolist(), strict=True))
-    if origin["lr"] != hp["lr"]:
-        group["initial_lr"] = origin["lr"]
+    origin = dict(zip(sorted(hp), np.asarray(state.origin), strict=True))
+    if origin["lr"] != state.hyperparams["lr"]:
+        group["initial_lr"] = _python_numbers({"lr": origin["lr"]}, jr.optim.hyperparams_of(tx))[
+            "lr"
+        ]
     step = int(np.asarray(inner.step)) if "step" in inner._fields else 1
     if step == 0 and not made["state"]:
         return {"state": {}, "param_groups": [group]}
@@ -522,6 +540,18 @@ def state_to_torch(
                 entry[key] = type(like)(np.asarray(value))
         out[i] = entry
     return {"state": out, "param_groups": [group]}
+
+
+def _python_numbers(hyperparams: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, float]:
+    """The state's numbers as Python floats: `tx`'s own where the state holds them (in a
+    float32 state, 0.001 is float32(0.001); torch's group gets the 0.001 it was given)."""
+    out = {}
+    for k, v in hyperparams.items():
+        v = np.asarray(v)
+        mine = given.get(k)
+        exact = mine is not None and np.asarray(float(mine), v.dtype) == v
+        out[k] = float(mine) if exact else float(v)
+    return out
 
 
 def _torch_dtype(dtype: np.dtype) -> torch.dtype:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 import jaxreg as jr
-from parity import optax_state, preflight, step_diagnosis
+from parity import optax_state, preflight, state_dict, step_diagnosis
 from parity.compare import Deviation, TeacherForced
 from parity.names import NameMap
 from parity.tolerances import Tolerance
@@ -101,33 +101,18 @@ def state_from_torch(
 ) -> Any:
     """The jaxreg `OptState` of `template`'s family holding torch's buffers.
 
-    Each field of the inner NamedTuple is torch's key of the same name; a buffer torch has
-    not made yet (SGD's momentum before the first step) keeps the template's. `step` is
-    torch's `state["step"]`, or `step` (updates so far) where torch keeps none (SGD).
+    `parity.state_dict.buffers_from_torch`: each field of the inner NamedTuple is torch's
+    key of the same name, cast to the template's dtype (the port's, `dtype`); a buffer
+    torch has not made (before its first step, or for an option the port lacks) keeps
+    the template's. `step` is torch's `state["step"]`, or `step` (updates so far) where
+    torch keeps none (SGD).
     """
-    inner = template.inner
-    fields = {}
-    for field in inner._fields:
-        current = getattr(inner, field)
-        have = [s for s in torch_state.values() if field in s]
-        if field == "step":
-            value = float(np.asarray(have[0][field])) if have else step
-            fields[field] = np.asarray(int(value), np.asarray(current).dtype)
-        elif current is None or len(have) != len(torch_state) or not have:
-            fields[field] = current
-        else:
-            fields[field] = names.to_jax({k: s[field] for k, s in torch_state.items()}, dtype)
-    return template._replace(inner=type(inner)(**fields))
+    return state_dict.buffers_from_torch(template, torch_state, names, step=step, strict=False)
 
 
 def state_to_torch(state: Any, names: NameMap) -> dict[str, dict[str, np.ndarray]]:
     """`{field: {torch name: array}}` of a jaxreg state's buffers (not `step`)."""
-    inner = state.inner
-    return {
-        f: names.to_torch(getattr(inner, f))
-        for f in inner._fields
-        if f != "step" and getattr(inner, f) is not None
-    }
+    return {f: v for f, v in state_dict.buffers_to_torch(state, names).items() if f != "step"}
 
 
 @dataclasses.dataclass(frozen=True)
