@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -84,12 +85,11 @@ def run(sp: ScalingProblem) -> list[dict]:
         head |= {"devices": per_process * processes, "processes": processes}
         try:
             got = _spawn(sp, per_process, processes)
-            for kind in (FULL, EPOCH):
-                rows.append(head | {"kind": kind} | got[kind])
         except Exception as e:  # one configuration failing must not hide the others
             traceback.print_exc()
-            for kind in (FULL, EPOCH):
-                rows.append(head | {"kind": kind, "error": f"{type(e).__name__}: {e}"})
+            got = {kind: {"error": f"{type(e).__name__}: {e}"} for kind in (FULL, EPOCH)}
+        for kind in (FULL, EPOCH):
+            rows.append(head | {"kind": kind} | got[kind])
         for r in rows[-2:]:
             _print_row(r)
     reference = {
@@ -117,15 +117,25 @@ def _spawn(sp: ScalingProblem, per_process: int, processes: int) -> dict:
     proc = subprocess.run(
         cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S
     )
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"exit status {proc.returncode}: {last[-300:]}")
     out = {}
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
             row = json.loads(line)
             out[row.pop("kind")] = row
+    if proc.returncode != 0:  # the kinds timed before the failure keep their rows
+        why = f"exit status {proc.returncode}: {failure_cause(proc.stderr)}"
+        print(proc.stderr[-3000:], file=sys.stderr)
+        out = {kind: out.get(kind, {"error": why}) for kind in (FULL, EPOCH)}
     return out
+
+
+def failure_cause(stderr: str) -> str:
+    """The line of a child's stderr that says why it failed: XLA's fatal log line (`F`
+    and a date) if any, else the last line that is not a stack frame."""
+    lines = [x.strip() for x in stderr.splitlines() if x.strip()]
+    fatal = [x for x in lines if re.match(r"F\d{4} ", x)]
+    plain = [x for x in lines if not x.startswith(("@", "***", "File ", "^"))]
+    return ((fatal or plain or ["no output"])[-1])[-300:]
 
 
 def child(n: int, d: int, steps: int, batch: int, repeats: int, lr: float) -> None:

@@ -60,3 +60,17 @@ def test_a_failed_configuration_is_a_row_with_its_error():
     (line,) = [x for x in scaling.markdown(rows) if x.startswith("| p |")]
     assert line == "| p | 2 processes | full batch | n/a | | | E: a/b |"
     assert scaling.markdown([]) == []
+
+
+def test_failure_cause_is_the_fatal_line_or_the_exception():
+    xla_abort = (
+        "E1203 21:09:33 rendezvous.cc:116] waiting\n"
+        "F1203 21:10:13 rendezvous.cc:161] Termination timeout for `all reduce`\n"
+        "*** Check failure stack trace: ***\n"
+        "    @     0x7ff89023e643  tsl::AsyncValue::EnqueueWaiter<>()\n"
+    )
+    assert scaling.failure_cause(xla_abort).startswith("F1203 21:10:13 rendezvous.cc:161]")
+    python = 'Traceback (most recent call last):\n  File "a.py", line 1\n    f()\n    ^^^\n'
+    python += "ValueError: boom\n"
+    assert scaling.failure_cause(python) == "ValueError: boom"
+    assert scaling.failure_cause("") == "no output"
