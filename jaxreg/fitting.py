@@ -102,7 +102,8 @@ def fit(
         hyperparameters are the ones that train, also when `opt_state` was made by another.
       params: any pytree of float arrays (e.g. `jaxreg.linear.Params`, a dict).
       x: (n, ...) inputs, or a `jaxreg.Dataset` (then no `y`); y: (n, ...) targets.
-        Integers are promoted to the params' dtype; wider floats are rounded to it with a
+        Integers are promoted to the params' dtype (except a 1-D integer y: class indices
+        for `losses.cross_entropy`/`nll`, kept as int32); wider floats are rounded to it with a
         `PrecisionWarning` (training runs in the params' dtype). Rows sharded over a
         mesh axis (x and y alike) train data-parallel, params replicated on the mesh
         (`jaxreg.distributed`).
