@@ -682,3 +682,22 @@ def test_parity_verify_reduce_lr_on_plateau():
     )  # fmt: skip
     assert cmp.passed, cmp.summary()
     assert opt.param_groups[0]["lr"] < 0.5 / 2**5  # reduced several times
+
+
+@pytest.mark.parametrize(
+    "opt, opt_kwargs, tx",
+    [
+        ("NAdam", {"lr": 0.01}, jr.optim.nadam(0.01)),
+        ("RAdam", {"lr": 0.01}, jr.optim.radam(0.01)),
+        ("Adamax", {"lr": 0.01}, jr.optim.adamax(0.01)),
+        ("AdamW", {"lr": 0.01}, jr.optim.adamw(0.01)),
+        ("RMSprop", {"lr": 0.01, "momentum": 0.5}, jr.optim.rmsprop(0.01, momentum=0.5)),
+    ],
+)
+def test_one_cycle_cycles_every_optimizers_momentum_or_beta1(opt, opt_kwargs, tx):
+    """torch cycles `betas[0]` of every optimizer that has betas, `momentum` of the rest."""
+    with jax.enable_x64(True):
+        _compare(
+            opt, opt_kwargs, tx, lambda o: T.OneCycleLR(o, 0.05, total_steps=110),
+            S.OneCycleLR(0.05, total_steps=110), epochs=110, per_batch=True,
+        )  # fmt: skip
