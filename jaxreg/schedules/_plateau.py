@@ -16,6 +16,11 @@ the mean of the batch losses a torch loop prints (`loss.item()` before each upda
 full-batch fit (`steps_per_epoch=1`), the epoch's loss itself. parity's torch loop steps
 torch's scheduler with the same number.
 
+The metric, `best` and the lr are kept in the parameters' dtype. In float64 that is
+torch's arithmetic to the bit (Python floats are float64); in float32 torch compares
+Python floats made from float32 losses, so a metric within a float32 rounding of the
+threshold can be judged differently (parity's float32 runs have not met one).
+
 The numbers (factor, threshold, patience, cooldown, min_lr, eps, steps_per_epoch) ride in
 the state: a new value does not recompile; `mode` and `threshold_mode` choose the
 arithmetic and are part of the transformation's identity.
