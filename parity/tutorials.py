@@ -97,6 +97,7 @@ TUTORIALS = {
     "t5": ("real", "real data (regression.csv), two loss scalings"),
     "t6": ("logistic", "logistic regression, MSE and binary cross-entropy"),
     "t7": ("celsius", "Celsius to Fahrenheit"),
+    "t8": ("softmax", "softmax regression, nn.Linear(4, 3) + CrossEntropyLoss"),
 }
 
 # a seed scenario's earlier name (without the dtype suffix) -> its name now
