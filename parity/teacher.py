@@ -206,12 +206,7 @@ def run(
         yj = np.asarray(ts.y).reshape((ts.y.shape[0], *jax_shapes[1]))
         state = None
         if jax_side.template is not None:
-            template = jax_side.template
-            lr = None if jax_side.lrs is None else jax_side.lrs[k]
-            if lr is not None:  # an lr, or (lr, momentum) of a schedule that cycles it
-                template = jr.schedules.apply(
-                    template, np.asarray(lr, template.hyperparams["lr"].dtype)
-                )
+            template = _template_at(jax_side, k)
             lr_pairs.append((ts.lr, float(np.asarray(template.hyperparams["lr"]))))
             state = state_from_torch(template, ts.state, names, k, dtype)
         elif jax_side.fill is not None:
@@ -277,6 +272,15 @@ def run(
     return dataclasses.replace(result, diagnosis=why)
 
 
+def _template_at(jax_side: JaxSide, k: int) -> Any:
+    """The port's jaxreg state template with the learning rate its schedule gives step `k`."""
+    template = jax_side.template
+    lr = None if jax_side.lrs is None else jax_side.lrs[k]
+    if lr is not None:  # an lr, or (lr, momentum) of a schedule that cycles it
+        template = jr.schedules.apply(template, np.asarray(lr, template.hyperparams["lr"].dtype))
+    return template
+
+
 def rerun(
     k: int, ts: TorchStep, jax_side: JaxSide, names: NameMap, dtype, jax_shapes
 ) -> step_diagnosis.JaxStep:
@@ -285,7 +289,7 @@ def rerun(
     xj = np.asarray(ts.x).reshape((ts.x.shape[0], *jax_shapes[0]))
     yj = np.asarray(ts.y).reshape((ts.y.shape[0], *jax_shapes[1]))
     if jax_side.template is not None:
-        state = state_from_torch(jax_side.template, ts.state, names, k, dtype)
+        state = state_from_torch(_template_at(jax_side, k), ts.state, names, k, dtype)
     else:
         state = jax_side.fill(ts.state, k, params)
     if jax_side.step_fn is not None:
