@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxreg import distributed, launch
+from jaxreg import cli, distributed, launch
 from parity import report, vocab
 from parity.compare import compare
 from parity.registry import matches
@@ -346,5 +346,6 @@ def main_rows(args) -> int:
     if failed:
         print("FAILED: " + ", ".join(failed))
     if args.json:
-        report.write_json(args.json, rows)
+        with cli.writing("--json", args.json):
+            report.write_json(args.json, rows)
     return 1 if failed else 0
