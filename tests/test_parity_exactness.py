@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import parity
 
@@ -64,6 +65,18 @@ def test_float32_tutorial_agrees_to_the_stated_ulps():
     assert w_ulps == W_MAX_ULPS and w_equal >= W_BITWISE_STEPS, got
     assert w_equal < STEPS  # not bitwise: FMA contraction (see the module docstring)
     assert b_ulps <= B_MAX_ULPS, got
+
+
+LESSONS = [s.name for s in parity.select(source="seed", dtype="float32") if s.lesson]
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_the_autograd_lessons_are_bitwise_in_float32(name):
+    """No multiply-add to contract: each lesson's gradients are torch's to the last bit."""
+    cmp = parity.run(parity.get(name)).comparison
+    assert cmp.torch.params  # the lesson's gradients, one row per backward()
+    for quantity, theirs in cmp.torch.params.items():
+        assert np.array_equal(theirs, cmp.jax.params[quantity]), quantity
 
 
 def test_without_fma_instructions_nearly_every_step_is_bitwise():
