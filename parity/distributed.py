@@ -181,17 +181,19 @@ def _launch(module: str, workdir: Path, timeout_s: float, env=None) -> None:
     port = launch.free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     env.pop("XLA_FLAGS", None)  # one CPU device per process: one replica per rank
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", module, str(r), str(WORLD), str(port), str(workdir)],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for r in range(WORLD)
-    ]
+    logs = [workdir / f"{module}-rank{r}.log" for r in range(WORLD)]
+    procs = []
+    for r, log in enumerate(logs):
+        with open(log, "w") as out:  # a file, not a pipe: no process blocks on its output
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", module, str(r), str(WORLD), str(port), str(workdir)],
+                    env=env,
+                    cwd=ROOT,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     deadline = time.monotonic() + timeout_s
     try:
         while any(p.poll() is None for p in procs):
@@ -203,13 +205,15 @@ def _launch(module: str, workdir: Path, timeout_s: float, env=None) -> None:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-        outputs = [p.communicate()[0] for p in procs]
+            p.wait()
     bad = [(r, p.returncode) for r, p in enumerate(procs) if p.returncode != 0]
+    bad.sort(key=lambda b: b[1] < 0)  # a process that failed before those stopped here
     if bad:
         r, code = bad[0]
         why = "timed out" if time.monotonic() > deadline else f"exited with {code}"
+        output = logs[r].read_text(errors="replace")[-3000:]
         raise RuntimeError(
-            f"{module} rank {r} {why} (limit {timeout_s:g} s); its output:\n{outputs[r][-3000:]}"
+            f"{module} rank {r} {why} (limit {timeout_s:g} s); its output:\n{output}"
         )
 
 

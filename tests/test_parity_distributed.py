@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from parity import distributed
 from parity.__main__ import parse_args
 
@@ -42,3 +44,11 @@ def test_cli_refuses_perturbations_it_cannot_apply(capsys):
     args = parse_args(["--distributed", "--perturb", "pred=1e-4"])
     assert distributed.main_rows(args) == 2
     assert "only --perturb lr=FACTOR" in capsys.readouterr().err
+
+
+def test_a_run_past_its_time_is_stopped_with_a_clear_error():
+    scenarios = distributed.select(["ddp-linear-full-sgd-f64"])
+    with pytest.raises(
+        RuntimeError, match=r"parity.programs.ddp rank \d timed out \(limit 0.5 s\)"
+    ):
+        distributed.run(scenarios, timeout_s=0.5)
