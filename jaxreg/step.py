@@ -110,7 +110,8 @@ class Step:
     step keeps the last `Dataset` it built and reuses it while the same jax arrays come
     back (jax arrays are immutable; NumPy arrays are checked on every call). Row-sharded
     x and y train data-parallel with params and state replicated on their mesh
-    (`jaxreg.distributed`). The optimizer
+    (`jaxreg.distributed`); with `replicas=True`, x and y are per-replica batches (R, b,
+    ...) and the step averages the replicas' gradients (`make_step`). The optimizer
     passed to `make_step` is the one that trains (`jaxreg.optim.adopt`). `step.record(...)`
     returns the whole `StepRecord`; `step.jitted` is the raw jitted function
     `(params, opt_state, x, y)` for use inside your own `jax.jit`/`vmap` (no checks there).
