@@ -130,12 +130,13 @@ def _spawn(sp: ScalingProblem, per_process: int, processes: int) -> dict:
 
 
 def failure_cause(stderr: str) -> str:
-    """The line of a child's stderr that says why it failed: XLA's fatal log line (`F`
-    and a date) if any, else the last line that is not a stack frame."""
+    """The line of a child's stderr that says why it failed: XLA's fatal log message (a
+    line `F<date> <time> <thread> <file:line>] message`) if any, else the last line that
+    is not a stack frame; its first 300 characters."""
     lines = [x.strip() for x in stderr.splitlines() if x.strip()]
-    fatal = [x for x in lines if re.match(r"F\d{4} ", x)]
+    fatal = [x.split("] ", 1)[-1] for x in lines if re.match(r"F\d{4} ", x)]
     plain = [x for x in lines if not x.startswith(("@", "***", "File ", "^"))]
-    return ((fatal or plain or ["no output"])[-1])[-300:]
+    return ((fatal or plain or ["no output"])[-1])[:300]
 
 
 def child(n: int, d: int, steps: int, batch: int, repeats: int, lr: float) -> None:
