@@ -136,10 +136,19 @@ class Step:
         self._programs: dict = {}  # backend -> this step's jitted programs, by kind
         self._last_params: tuple[Any, Any] | None = None  # (params returned, their dtype)
         objective = self._objective
-        self.jitted = jax.jit(
-            lambda p, s, x, y: update(objective, tx, p, s, x, y),
-            donate_argnums=(0, 1) if donate else (),
-        )
+        if self.replicas:  # the replicas one after another (no mesh known here)
+            mean = replica_steps.ReplicaMean(objective, None, jax.default_backend())
+
+            def raw(p, s, x, y):
+                rec = step_record(mean, tx, p, s, x, y, formulation=replica_steps.FORMULATION)
+                return rec.params, rec.opt_state, rec.loss
+
+        else:
+
+            def raw(p, s, x, y):
+                return update(objective, tx, p, s, x, y)
+
+        self.jitted = jax.jit(raw, donate_argnums=(0, 1) if donate else ())
 
     def _data(self, x, y) -> Dataset:
         if isinstance(x, Dataset):

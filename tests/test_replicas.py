@@ -178,6 +178,10 @@ def test_make_step_replicas_equals_fit():
         losses.append(float(loss))
     np.testing.assert_allclose(losses, want.losses, rtol=RTOL, atol=0)
     np.testing.assert_allclose(params.weight, want.params.weight, rtol=RTOL, atol=0)
+    # The raw jitted step (no checks) is the same data-parallel step.
+    rows = idx[:, :b]
+    raw = step.jitted(p, tx.init(p), jnp.asarray(x[rows]), jnp.asarray(y[rows]))
+    assert float(raw[2]) == pytest.approx(want.losses[0], rel=RTOL)
 
 
 def test_reported_loss_is_the_mean_of_the_replicas_losses():
