@@ -94,7 +94,7 @@ class TeacherForced:
     Attributes:
       deviations: {quantity: Deviation} one-step deviations per step: "predictions",
         "loss", "gradient[NAME]", "update[NAME]", "state.FIELD[NAME]" (or, for a user's
-        step function, "loss", "params[NAME]", "state.FIELD[NAME]").
+        step function, "loss", "update[NAME]", "state.FIELD[NAME]").
       groups: {component: quantity names}, in the order a step computes them:
         predictions, loss, gradients, optimizer update (or "step").
       tolerance: the one-step bound (`parity.tolerances.one_step`).

@@ -28,7 +28,9 @@ filled: `check` raises `Unmapped` naming its path and type, and `verify` then ru
 free comparison only and says so. For such a state pass `state_from_torch=fn` to
 `parity.verify`: `fn(template, buffers, step) -> opt_state`, with `buffers` `{torch key:
 params-shaped pytree in the port's layout}` (the keys torch holds for every parameter,
-e.g. "exp_avg") and `step` the number of updates torch has made.
+e.g. "exp_avg") and `step` the number of updates torch has made. At step 0 `buffers` is
+empty: every step but the first starts from torch's state, the first from the port's own
+initial state (a port that initialises a buffer differently is caught there).
 """
 
 from __future__ import annotations

@@ -200,7 +200,8 @@ def verify(
       state_from_torch: `fn(template, buffers, step) -> opt_state` for a state
         `parity.optax_state` does not know: `template` the port's initial state,
         `buffers` `{torch key: params-shaped pytree}` of torch's `optimizer.state`
-        ("exp_avg", "momentum_buffer", ...), `step` the updates torch has made.
+        ("exp_avg", "momentum_buffer", ...; empty at step 0, which starts from the
+        port's own initial state), `step` the updates torch has made.
 
     Returns:
       A `Comparison`: `.passed`, `.max_abs`, `.max_rel`, `.deviations` (per quantity and

@@ -116,6 +116,20 @@ def causes(
     scale = max(abs(ts.loss), np.finfo(np.float64).tiny)
     if abs(done.loss - ts.loss) > tol * scale:
         return [*out, _loss_cause(done.loss, ts.loss, int(np.asarray(ts.y).size))]
+    for key, ours in done.state_before.items():  # differ only at step 0: the port's init
+        if not all(key in ts.state.get(n, {}) for n in ours):
+            continue
+        theirs = {n: ts.state[n][key] for n in ours}
+        if any(
+            not np.allclose(np.asarray(ours[n], np.float64), np.asarray(theirs[n], np.float64))
+            for n in ours
+        ):
+            n = next(iter(ours))
+            out.append(
+                f"the port's initial {key} (for {n}: {_show(ours[n])}) is not torch's "
+                f"({_show(theirs[n])}): it initialises its optimizer state differently"
+            )
+            return out
     differing = []
     for key, (setting, optax_name, target, form) in MOVING.items():
         ours = done.state_after.get(key)
@@ -154,6 +168,17 @@ def causes(
                 f"the port's {key} differs from torch's with the same gradient and old value "
                 f"in (torch's {setting} is {torch_value!r}): its update of that buffer differs"
             )
+    for key, ours in done.state_after.items():  # a buffer without a known update rule
+        if key in MOVING or not all(key in t_state.get(n, {}) for n in ours):
+            continue
+        theirs = {n: np.asarray(t_state[n][key], np.float64) for n in ours}
+        top = max(float(np.abs(v).max()) for v in theirs.values()) or 1.0
+        if any(np.abs(np.asarray(ours[n], np.float64) - theirs[n]).max() > tol * top for n in ours):
+            differing.append(key)
+            out.append(
+                f"the port's {key} differs from torch's after the step with the same old value "
+                "and gradient in: it updates that buffer differently"
+            )
     if differing:
         return out
     t_upd = [np.asarray(t_after[n], np.float64) - ts.params[n] for n in t_after]
@@ -169,5 +194,27 @@ def causes(
             "with the same gradients and optimizer state in, the port's update differs, not "
             "by one factor: its update rule, or a setting other than the learning rate "
             "(eps, bias correction, weight decay, nesterov)"
+            + (f"; torch's are {_settings(torch_optimizer)}" if torch_optimizer else "")
         )
     return out
+
+
+def _settings(torch_optimizer: Any) -> str:
+    group = torch_optimizer.param_groups[0]
+    skip = {
+        "params",
+        "param_names",
+        "initial_lr",
+        "foreach",
+        "fused",
+        "capturable",
+        "differentiable",
+        "decoupled_weight_decay",
+    }
+    shown = [f"{k}={v!r}" for k, v in group.items() if k not in skip and v is not None]
+    return f"{type(torch_optimizer).__name__}({', '.join(shown)})"
+
+
+def _show(a: Any) -> str:
+    a = np.asarray(a).reshape(-1)
+    return f"{a[0]:.6g}" + (", ..." if a.size > 1 else "")

@@ -21,8 +21,10 @@ grad_avg, sum, step) becomes the jaxreg state of the same family field by field 
 inner NamedTuples use torch's names); the hyperparameters stay the port's own, with the
 learning rate the port's schedule gives that step. A user's step function
 `(params, opt_state, x, y) -> (params, opt_state, loss)` is one component ("step": the
-loss and the new parameters) from torch's parameters and, for a jaxreg state, torch's
-optimizer state.
+loss, the update and the new state) from torch's parameters and optimizer state, put into
+the port's own state: a jaxreg one, or optax's / a flax `TrainState`'s
+(`parity.optax_state`). Step 0 starts from the port's own initial optax state, so a port
+that initialises its buffers differently from torch is caught there.
 
 Steps are numbered from 0: step k is the (k+1)-th update.
 """
@@ -210,14 +212,21 @@ def run(
             lr_pairs.append((ts.lr, float(np.asarray(template.hyperparams["lr"]))))
             state = state_from_torch(template, ts.state, names, k, dtype)
         elif jax_side.fill is not None:
-            state = jax_side.fill(ts.state, k, params)
+            # step 0 starts from the port's own initial state (torch's is its initial one):
+            # torch's buffers put in there would hide a port that initialises them
+            # differently (optax.adagrad's initial_accumulator_value=0.1 against torch's 0)
+            state = jax_side.fill(ts.state if k else {n: {} for n in ts.state}, k, params)
         t_update = {n: np.asarray(t_after[n], np.float64) - ts.params[n] for n in t_after}
         ulp = {n: np.spacing(np.abs(t_after[n]).astype(dtype)) for n in t_after}
         if step_fn is not None:
             new_params, new_state, loss = step_fn(params, state, xj, yj)
             add("step", "loss", ts.loss, np.asarray(loss))
+            # the update (new - old parameters), judged on the updates' scale as the
+            # optimizer update is below: a wrong weight decay moves a parameter by 1e-4 of
+            # itself, a tenth of the float32 one-step bound on the parameters' scale
             for n, v in names.to_torch(new_params).items():
-                add("step", f"params[{n}]", t_after[n], v)
+                j_update = np.asarray(v, np.float64) - ts.params[n]
+                add("step", f"update[{n}]", t_update[n], j_update, ulp[n])
             if state is not None:
                 _add_state(add, "step", _buffers(jax_side, new_state, names), t_state)
             continue
@@ -291,7 +300,7 @@ def rerun(
     if jax_side.template is not None:
         state = state_from_torch(_template_at(jax_side, k), ts.state, names, k, dtype)
     else:
-        state = jax_side.fill(ts.state, k, params)
+        state = jax_side.fill(ts.state if k else {n: {} for n in ts.state}, k, params)
     if jax_side.step_fn is not None:
         new_params, new_state, loss = jax_side.step_fn(params, state, xj, yj)
         before = state

@@ -126,6 +126,18 @@ WRONG = {
         "moves with momentum = 0.8 where torch's momentum is 0.9",
     ),
     "sgd lr": (SGD_MOMENTUM, optax.sgd(0.1, momentum=0.9), 0, "a learning rate of 0.1 "),
+    "adagrad initial accumulator": (  # optax's default 0.1, torch's 0: caught at step 0
+        (torch.optim.Adagrad, {"lr": 0.1}),
+        optax.adagrad(0.1),
+        0,
+        "is not torch's (0): it initialises its optimizer state differently",
+    ),
+    "adamw weight decay": (  # optax's default 1e-4, torch's 0.01: 1e-4 of a parameter
+        (torch.optim.AdamW, {"lr": 0.01}),
+        optax.adamw(0.01),
+        0,
+        "not by one factor: its update rule, or a setting other than the learning rate",
+    ),
 }
 
 
