@@ -31,6 +31,7 @@ import numpy as np
 from jaxreg import _checks, distributed, gradients
 from jaxreg.gradients import gram
 from jaxreg.objective import CLASS_TARGETS, Objective
+from jaxreg.sample_weight import check_sample_weight
 
 __all__ = ["Dataset", "as_dataset"]
 
@@ -41,13 +42,17 @@ class Dataset:
     Args:
       x: inputs, (n, in) for jaxreg's models (any array-like, see the module docstring).
       y: targets, (n, out).
+      sample_weight: per-sample weights (`jaxreg.sample_weight`), (n,), (n, 1) or y's
+        shape, finite and >= 0; converted to each dtype like y and gathered with the same
+        rows as x and y in every batch (`fit(..., sample_weight=...)` sets it too).
 
     Raises:
       TypeError: not numbers (strings, objects), complex, a ragged list.
-      ValueError: empty, different numbers of rows, NaN or inf (naming the first row).
+      ValueError: empty, different numbers of rows, NaN or inf (naming the first row),
+        a negative weight or a weight of another shape.
     """
 
-    def __init__(self, x: Any, y: Any):
+    def __init__(self, x: Any, y: Any, sample_weight: Any = None):
         x = _checks.as_array("x", x)
         y = _checks.as_array("y", y)
         for name, arr in (("x", x), ("y", y)):
@@ -59,10 +64,14 @@ class Dataset:
             )
         _check_finite(x, y)
         self.x, self.y = x, y
+        self.sample_weight = None
+        if sample_weight is not None:
+            self.sample_weight = check_sample_weight(sample_weight, self.n, np.shape(y))
         self._converted: dict[Any, tuple[Any, Any]] = {}
         self._ranges_checked: set[tuple[float, float]] = set()
         self._statistics: dict[tuple[Any, bool], gram.Statistics] = {}
         self._placed: dict[Any, tuple[Any, Any, Any, str]] = {}
+        self._weights: dict[Any, Any] = {}
 
     @property
     def n(self) -> int:
@@ -70,7 +79,39 @@ class Dataset:
         return int(np.shape(self.x)[0])
 
     def __repr__(self) -> str:
-        return f"Dataset(x: {_describe(self.x)}, y: {_describe(self.y)})"
+        w = self.sample_weight
+        w = "" if w is None else f", sample_weight: {_describe(w)}"
+        return f"Dataset(x: {_describe(self.x)}, y: {_describe(self.y)}{w})"
+
+    def with_sample_weight(self, sample_weight: Any) -> Dataset:
+        """This data with per-sample weights (checked), sharing its checks and conversions
+        of x and y; `sample_weight=None` returns this `Dataset`."""
+        if sample_weight is None:
+            return self
+        if self.sample_weight is not None:
+            raise ValueError(
+                "sample_weight given twice: this Dataset holds sample weights already; pass "
+                "them either to Dataset(x, y, sample_weight=...) or to fit, not both"
+            )
+        out = object.__new__(Dataset)
+        out.__dict__.update(self.__dict__)
+        out.sample_weight = check_sample_weight(sample_weight, self.n, np.shape(self.y))
+        out._weights = {}
+        return out
+
+    def placed_weight(self, dtype: Any, where: Any) -> Any:
+        """The sample weights as float `dtype` (None without), placed like y: row-sharded
+        over `where` (`placed(dtype)`'s `DataMesh`) when y is, converted once per dtype."""
+        if self.sample_weight is None:
+            return None
+        dtype = np.dtype(dtype)
+        got = self._weights.get(dtype)
+        if got is None:
+            got = _convert("sample_weight", self.sample_weight, dtype)
+            if where is not None:
+                got = _shard_rows(got, where)
+            self._weights[dtype] = got
+        return got
 
     def arrays(self, dtype: Any) -> tuple[Any, Any]:
         """(x, y) as float `dtype`, converted (and checked for overflow) once per dtype."""
@@ -176,6 +217,15 @@ def as_dataset(x: Any, y: Any = None) -> Dataset:
     if y is None:
         raise TypeError("y is missing: pass the targets y, or a jaxreg.Dataset(x, y) as x")
     return Dataset(x, y)
+
+
+def _shard_rows(w: Any, where: Any) -> Any:
+    """`w` with its rows split over `where`'s mesh axis, as x's and y's are."""
+    spec = jax.sharding.PartitionSpec(where.axis, *([None] * (np.ndim(w) - 1)))
+    sharding = jax.sharding.NamedSharding(where.mesh, spec)
+    if isinstance(w, jax.Array) and w.sharding == sharding:
+        return w
+    return jax.device_put(w, sharding)
 
 
 def _describe(a: Any) -> str:

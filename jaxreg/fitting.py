@@ -26,6 +26,7 @@ from jaxreg.loop.batches import epoch_permutation
 from jaxreg.loop.progress import Bar
 from jaxreg.loop.spec import LoopSpec, loop_spec, progress_every
 from jaxreg.objective import Objective, as_objective
+from jaxreg.sample_weight import weighted
 
 __all__ = ["DivergenceError", "FitResult", "epoch_permutation", "fit"]
 
@@ -73,6 +74,8 @@ def fit(
     check_finite: bool = True,
     progress: bool | int = False,
     gram: bool | str = "auto",
+    sample_weight: Any = None,
+    sample_weight_reduction: str | None = None,
 ) -> FitResult:
     """Train with `tx` for many steps, the whole loop compiled into one XLA program.
 
@@ -91,6 +94,10 @@ def fit(
     of each epoch), each replica's gradient is computed on its own batch and the replicas'
     gradients are averaged (DDP's all-reduce mean), and `losses[i]` is the mean of the
     replicas' losses at step i (a DDP program's `all_reduce(loss) / world_size`).
+
+    Per-sample weights (`sample_weight=w`, torch's `(F.mse_loss(pred, yb, reduction="none")
+    * w[idx]).mean()`, `jaxreg.sample_weight`): each step weights the loss terms of its
+    batch's rows by the same rows of w, in every batching mode.
 
     A `schedule` (from `jaxreg.schedules`) sets the learning rate of each epoch the way a
     torch loop that calls `scheduler.step()` after every epoch does (a schedule whose
@@ -129,12 +136,35 @@ def fit(
         for it. True: always where it applies (a `ValueError` naming why where it does
         not: mini-batches, per-sample weights, other losses or models, dict params; a
         `PrecisionWarning` where the estimate exceeds 1e-11, e.g. in float32). False: never.
+      sample_weight: (n,) or (n, 1) weights of the rows (or y's shape: one per element),
+        finite and >= 0 (0 leaves a row out); or pass them to `jaxreg.Dataset`. The loss
+        must be a `jr.objective(predict, loss)` whose loss takes `reduction="none"`.
+      sample_weight_reduction: how a batch's weighted terms `l * w` become the loss:
+        "mean" (`(l * w).mean()`, `F.binary_cross_entropy(p, y, weight=w)`), "sum"
+        (`(l * w).sum()`) or "normalized" (`(l * w).sum() / w.expand_as(l).sum()`); None
+        (default): the loss's own reduction ("sum" for `sse` or `reduction="sum"`).
 
     Returns:
       `FitResult(params, opt_state, losses, history)`.
     """
-    objective, data, dtype = boundary(loss_fn, tx, params, x, y)
+    objective, data, dtype = boundary(loss_fn, tx, params, x, y, sample_weight)
     xd, yd, where, backend = data.placed(dtype)
+    loop_objective = objective
+    wd = data.placed_weight(dtype, where)
+    if wd is not None:  # the loop's loss is the weighted one; its y is (y, w)
+        loop_objective = weighted(objective, sample_weight_reduction, params, xd, yd, wd)
+        yd = (yd, wd)
+        if gram is True:
+            raise ValueError(
+                "gram=True: the statistics path trains unweighted least squares; with "
+                "sample_weight pass gram='auto' or gram=False"
+            )
+        gram = False
+    elif sample_weight_reduction is not None:
+        raise ValueError(
+            f"sample_weight_reduction={sample_weight_reduction!r} without sample_weight: pass "
+            "the weights (sample_weight=w), or drop sample_weight_reduction"
+        )
     spec, order_arr, key_arr = loop_spec(
         data.n,
         steps=steps,
@@ -164,12 +194,12 @@ def fit(
         params, opt_state, order_arr, key_arr, lrs = distributed.replicate(
             (params, opt_state, order_arr, key_arr, lrs), where
         )
-        objective = distributed.replicate(objective, where)
+        objective, loop_objective = distributed.replicate((objective, loop_objective), where)
     stats = gram_path.choose(
         gram, objective, params, data, dtype, full_batch=spec.mode == "full", steps=spec.steps
     )
     if stats is None:
-        run = _Run(objective, tx, spec, xd, yd, order_arr, key_arr, lrs, backend)
+        run = _Run(loop_objective, tx, spec, xd, yd, order_arr, key_arr, lrs, backend)
     else:  # the loop takes the statistics in place of (x, y)
         objective_s = gram_path.FromStatistics(objective)
         run = _Run(objective_s, tx, spec, stats, None, order_arr, key_arr, lrs, backend)
@@ -179,12 +209,13 @@ def fit(
     return FitResult(params_out, state_out, losses, history if record_history else None)
 
 
-def boundary(loss_fn, tx, params, x, y) -> tuple[Any, Dataset, np.dtype]:
-    """The validated objective, dataset and training dtype of a `fit`/`fit_many` call."""
+def boundary(loss_fn, tx, params, x, y, sample_weight=None) -> tuple[Any, Dataset, np.dtype]:
+    """The validated objective, dataset (with `sample_weight`, if given) and training
+    dtype of a `fit`/`fit_many` call."""
     optim.check_transformation(tx)
     objective = as_objective(loss_fn)
     dtype = _checks.params_dtype(params)
-    data = as_dataset(x, y)
+    data = as_dataset(x, y).with_sample_weight(sample_weight)
     data.check_for(objective)
     return objective, data, dtype
 

@@ -87,6 +87,11 @@ def fit_many(
       model m's results in `fit`'s form.
     """
     objective, data, dtype = boundary(loss_fn, tx, params, x, y)
+    if data.sample_weight is not None:
+        raise ValueError(
+            "fit_many does not take per-sample weights (the Dataset holds sample_weight): "
+            "train each model with fit(..., sample_weight=w), or drop the weights"
+        )
     _check_model_axis(params, data)
     steps = positive_int("steps", steps)
     for name, flag in (("record_history", record_history), ("check_finite", check_finite)):

@@ -45,6 +45,9 @@ def run(
 ):
     """`spec.epochs` epochs from epoch `epoch0`: (params, opt_state, losses (steps,), history).
 
+    `y` is the targets, or (targets, per-sample weights) for a weighted objective
+    (`jaxreg.sample_weight.Weighted`): each batch takes the weights' rows with y's.
+
     `history` is the params pytree with a leading axis of length steps (the parameters
     after each update), or None when `spec.record` is False. The returned `opt_state` has
     no hyperparameters (`optim.strip_hyperparams`: returning inputs unchanged costs a copy
@@ -94,10 +97,17 @@ def run(
 
         def take(start, size):
             # The batch's rows are taken here, inside the step: never all of x permuted.
+            # y is (y, sample weights) in a weighted fit: the weights' rows are the same.
             if spec.replicas:  # every replica's batch: (replicas, size, ...)
                 idx = jax.lax.dynamic_slice_in_dim(rows, start, size, axis=1)
+                if isinstance(y, tuple):
+                    xb, yb = replicas.batches(x, y[0], idx, where=spec.data_mesh)
+                    wb, _ = replicas.batches(y[1], y[1], idx, where=spec.data_mesh)
+                    return xb, (yb, wb)
                 return replicas.batches(x, y, idx, where=spec.data_mesh)
-            return tuple(batch_rows(a, rows, start, size, where=spec.data_mesh) for a in (x, y))
+            xb = batch_rows(x, rows, start, size, where=spec.data_mesh)
+            yb = jax.tree.map(lambda a: batch_rows(a, rows, start, size, where=spec.data_mesh), y)
+            return xb, yb
 
         def batch(carry, inputs):
             i, lr = inputs

@@ -1,0 +1,313 @@
+"""`fit(..., sample_weight=w)` against torch's weighted-loss idiom, step by step in float64.
+
+torch: `loss = (F.mse_loss(model(xb), yb, reduction="none") * wb).mean()` (or `.sum()`, or
+`/ wb.expand_as(l).sum()`), and `F.binary_cross_entropy(p, yb, weight=wb)`, with
+`(xb, yb, wb)` from one `DataLoader(TensorDataset(x, y, w))`.
+"""
+
+import jax
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import jaxreg as jr
+from jaxreg import gradients
+from jaxreg.loop.batches import epoch_permutation
+from jaxreg.sample_weight import Weighted
+from parity.problem import dataloader_order
+
+# Against torch in float64: the same formulas, rounding differs only in the order of the
+# sums (a few ulps a step, accumulated over the run); tests/test_train.py uses the same.
+TORCH_F64_RTOL = 1e-12
+# Parameters near zero (a bias crossing 0) have no meaningful relative error: an absolute
+# floor of a few thousand float64 ulps of the O(1) parameters.
+TORCH_F64_ATOL = 1e-13
+
+N, D, EPOCHS, BS = 23, 3, 10, 5  # 5 batches an epoch, the last of 3 rows: 50 steps
+FULL_STEPS = 60
+LR = 0.1
+
+
+def _problem(kind, w_shape=(N,), *, zeros=0):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(N, D))
+    if kind == "bce":
+        y = (rng.random((N, 1)) < 0.5).astype(np.float64)
+    else:
+        y = x @ rng.normal(size=(D, 1)) + 0.3 * rng.normal(size=(N, 1))
+    w = rng.uniform(0.2, 3.0, size=w_shape)
+    w.reshape(N, -1)[:zeros] = 0.0  # the first rows weigh nothing
+    layer = torch.nn.Linear(D, 1).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(rng.normal(size=(1, D))))
+        layer.bias.copy_(torch.from_numpy(rng.normal(size=(1,))))
+    p0 = jr.linear.Params(layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
+    return x, y, w, layer, p0
+
+
+def _torch_loss(kind, reduction, layer, xb, yb, wb):
+    """The loss as a torch user writes it."""
+    wb = wb.reshape(-1, 1) if wb.ndim == 1 else wb
+    if kind == "bce":
+        p = torch.sigmoid(layer(xb))
+        if reduction == "mean":
+            return F.binary_cross_entropy(p, yb, weight=wb)
+        terms = F.binary_cross_entropy(p, yb, reduction="none")
+    else:
+        terms = F.mse_loss(layer(xb), yb, reduction="none")
+    if reduction == "mean":
+        return (terms * wb).mean()
+    if reduction == "sum":
+        return (terms * wb).sum()
+    return (terms * wb).sum() / wb.expand_as(terms).sum()
+
+
+def _torch_run(kind, reduction, layer, batches):
+    """Losses and (weight, bias) after each step of SGD over `batches` of (xb, yb, wb)."""
+    opt = torch.optim.SGD(layer.parameters(), lr=LR, momentum=0.5)
+    losses, weights, biases = [], [], []
+    for xb, yb, wb in batches:
+        opt.zero_grad()
+        loss = _torch_loss(kind, reduction, layer, xb, yb, wb)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        weights.append(layer.weight.detach().numpy().copy())
+        biases.append(layer.bias.detach().numpy().copy())
+    return np.array(losses), np.stack(weights), np.stack(biases)
+
+
+def _objective(kind):
+    if kind == "bce":
+        return jr.objective(jr.logistic.predict, jr.losses.bce)
+    return jr.objective(jr.linear.predict, jr.losses.mse)
+
+
+def _assert_matches(res, want):
+    losses, weights, biases = want
+    np.testing.assert_allclose(res.losses, losses, rtol=TORCH_F64_RTOL, atol=TORCH_F64_ATOL)
+    np.testing.assert_allclose(
+        res.history.weight, weights, rtol=TORCH_F64_RTOL, atol=TORCH_F64_ATOL
+    )
+    np.testing.assert_allclose(res.history.bias, biases, rtol=TORCH_F64_RTOL, atol=TORCH_F64_ATOL)
+
+
+def _fit(kind, reduction, p0, x, y, w, **kw):
+    return jr.fit(
+        _objective(kind),
+        jr.optim.sgd(LR, momentum=0.5),
+        p0,
+        x,
+        y,
+        sample_weight=w,
+        sample_weight_reduction=reduction,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    "kind, reduction, w_shape",
+    [
+        ("mse", "mean", (N,)),
+        ("mse", "sum", (N, 1)),
+        ("bce", "mean", (N,)),
+        ("bce", "normalized", (N, 1)),
+    ],
+)
+def test_full_batch_matches_torch(kind, reduction, w_shape):
+    x, y, w, layer, p0 = _problem(kind, w_shape, zeros=3)
+    t = [torch.from_numpy(a) for a in (x, y, w)]
+    want = _torch_run(kind, reduction, layer, [t] * FULL_STEPS)
+    _assert_matches(_fit(kind, reduction, p0, x, y, w, steps=FULL_STEPS), want)
+
+
+@pytest.mark.parametrize(
+    "kind, reduction", [("mse", "mean"), ("mse", "normalized"), ("bce", "mean"), ("bce", "sum")]
+)
+def test_dataloader_replay_matches_torch(kind, reduction):
+    """Shuffled mini-batches with a smaller last one: torch's DataLoader over (x, y, w)
+    and fit replaying its order (`order=`) take the same rows of w as of x and y."""
+    x, y, w, layer, p0 = _problem(kind, zeros=4)
+    seed = 3
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(*[torch.from_numpy(a) for a in (x, y, w)]),
+        batch_size=BS,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    want = _torch_run(kind, reduction, layer, [b for _ in range(EPOCHS) for b in loader])
+    order = dataloader_order(N, BS, EPOCHS, seed=seed)
+    res = _fit(kind, reduction, p0, x, y, w, epochs=EPOCHS, batch_size=BS, order=order)
+    _assert_matches(res, want)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_key_shuffle_matches_torch(drop_last):
+    """fit's own shuffle (key=): the rows of each epoch are `epoch_permutation(key, e, n)`;
+    torch trained on those rows of (x, y, w) gives the same steps."""
+    x, y, w, layer, p0 = _problem("mse", (N, 1))
+    key = jax.random.key(11)
+    batches = []
+    for e in range(EPOCHS):
+        rows = np.array(epoch_permutation(key, e, N))
+        stop = N - N % BS if drop_last else N
+        for s in range(0, stop, BS):
+            idx = torch.from_numpy(rows[s : s + BS])
+            batches.append(tuple(torch.from_numpy(a)[idx] for a in (x, y, w)))
+    want = _torch_run("mse", "mean", layer, batches)
+    res = _fit("mse", None, p0, x, y, w, epochs=EPOCHS, batch_size=BS, key=key, drop_last=drop_last)
+    _assert_matches(res, want)
+
+
+def test_sequential_per_element_weights_match_torch():
+    """shuffle=False, weights of y's shape (one per term)."""
+    x, y, w, _, p0 = _problem("mse", (N, 1))
+    y2 = np.concatenate([y, -y], axis=1)
+    w2 = np.concatenate([w, w[::-1]], axis=1)
+    layer2 = torch.nn.Linear(D, 2).double()
+    with torch.no_grad():
+        layer2.weight.copy_(torch.from_numpy(np.concatenate([p0.weight, -p0.weight])))
+        layer2.bias.copy_(torch.from_numpy(np.concatenate([p0.bias, p0.bias])))
+    p2 = jr.linear.Params(
+        layer2.weight.detach().numpy().copy(), layer2.bias.detach().numpy().copy()
+    )
+    t = [torch.from_numpy(a) for a in (x, y2, w2)]
+    batches = [tuple(a[s : s + BS] for a in t) for _ in range(EPOCHS) for s in range(0, N, BS)]
+    want = _torch_run("mse", "mean", layer2, batches)
+    res = _fit("mse", None, p2, x, y2, w2, epochs=EPOCHS, batch_size=BS, shuffle=False)
+    _assert_matches(res, want)
+
+
+def test_distributed_sampler_replicas_match_torch():
+    """Per-replica batches (DistributedSampler, 2 replicas on one device): each replica's
+    weighted loss on its rows of (x, y, w), gradients averaged as DDP does."""
+    x, y, w, layer, p0 = _problem("mse", zeros=2)
+    replicas, bs = 2, 4  # 12 rows a replica: 3 batches, the last of 4; 5 epochs: 15 steps
+    sampler = jr.distributed.DistributedSampler(seed=5, num_replicas=replicas)
+    t = [torch.from_numpy(a) for a in (x, y, w)]
+    opt = torch.optim.SGD(layer.parameters(), lr=LR, momentum=0.5)
+    losses = []
+    epochs = 5
+    per = sampler.num_samples(N, replicas)
+    for e in range(epochs):
+        rows = sampler.indices(N, e, replicas)
+        for s in range(0, per, bs):
+            opt.zero_grad()
+            parts = []
+            for r in range(replicas):
+                idx = torch.from_numpy(np.array(rows[r, s : s + bs]))
+                parts.append(_torch_loss("mse", "mean", layer, *(a[idx] for a in t)))
+            loss = sum(parts) / replicas  # DDP: the mean of the replicas' gradients
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    res = _fit("mse", None, p0, x, y, w, epochs=epochs, batch_size=bs, sampler=sampler)
+    np.testing.assert_allclose(res.losses, losses, rtol=TORCH_F64_RTOL, atol=TORCH_F64_ATOL)
+    np.testing.assert_allclose(
+        res.params.weight, layer.weight.detach().numpy(), rtol=TORCH_F64_RTOL
+    )
+
+
+def test_zero_weights_leave_rows_out():
+    """Weight 0 removes a row: "sum" over all rows with zeros equals "sum" over the rest,
+    step for step (the zero rows' terms are exactly 0; a huge target there changes
+    nothing)."""
+    x, y, w, _, p0 = _problem("mse")
+    w[::3] = 0.0
+    y_bad = y.copy()
+    y_bad[::3] = 1e6
+    keep = w > 0
+    a = _fit("mse", "sum", p0, x, y_bad, w, steps=20)
+    b = _fit("mse", "sum", p0, x[keep], y[keep], w[keep], steps=20)
+    np.testing.assert_array_equal(a.losses, b.losses)
+
+
+def test_normalized_all_zero_batch_diverges_like_torch():
+    """A "normalized" batch whose weights are all zero is 0 / 0 (NaN in torch too)."""
+    x, y, _, _, p0 = _problem("mse")
+    with pytest.raises(jr.DivergenceError, match="step 0"):
+        _fit("mse", "normalized", p0, x, y, np.zeros(N), steps=3)
+
+
+def test_unweighted_program_unchanged():
+    """sample_weight=None is the unweighted fit: the same program (no recompile) and the
+    same numbers as before; ones give the same losses as no weights."""
+    x, y, w, _, p0 = _problem("mse")
+    obj = _objective("mse")
+    tx = jr.optim.sgd(LR)
+    jr.fit(obj, tx, p0, x, y, epochs=2, batch_size=BS, key=0)
+    before = jr.loop.program.run._cache_size()
+    plain = jr.fit(obj, tx, p0, x, y, epochs=2, batch_size=BS, key=0, sample_weight=None)
+    assert jr.loop.program.run._cache_size() == before
+    ones = jr.fit(obj, tx, p0, x, y, epochs=2, batch_size=BS, key=0, sample_weight=np.ones(N))
+    np.testing.assert_allclose(ones.losses, plain.losses, rtol=TORCH_F64_RTOL)
+    # a new weight array is an input: no recompile
+    after = jr.loop.program.run._cache_size()
+    jr.fit(obj, tx, p0, x, y, epochs=2, batch_size=BS, key=0, sample_weight=w)
+    assert jr.loop.program.run._cache_size() == after
+
+
+def test_weighted_objective_takes_the_plain_gradient():
+    """The fast formulations do not see weighted objectives: `select` gives the plain
+    path, whose gradient is `jax.grad` of the weighted loss itself."""
+    rng = np.random.default_rng(0)
+    n, d = 4096, 64  # large enough for xla_cpu's formulations on the unweighted loss
+    x, y, w = rng.normal(size=(n, d)), rng.normal(size=(n, 1)), rng.random(n)
+    p = jr.linear.Params(np.zeros((1, d)), np.zeros(1))
+    obj = _objective("mse")
+    assert gradients.select(obj, p, x, y, backend="cpu").name != "plain"
+    weighted = Weighted(obj, "mean")
+    assert gradients.select(weighted, p, x, (y, w), backend="cpu").name == "plain"
+
+
+def test_errors_name_the_argument():
+    x, y, w, _, p0 = _problem("mse")
+    obj, tx = _objective("mse"), jr.optim.sgd(LR)
+    bad = w.copy()
+    bad[4] = -1.0
+    with pytest.raises(ValueError, match=r"sample_weight must be >= 0.*row 4"):
+        jr.fit(obj, tx, p0, x, y, steps=1, sample_weight=bad)
+    bad[4] = np.nan
+    with pytest.raises(ValueError, match="sample_weight contains 1 non-finite"):
+        jr.fit(obj, tx, p0, x, y, steps=1, sample_weight=bad)
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(22,\)"):
+        jr.fit(obj, tx, p0, x, y, steps=1, sample_weight=w[:-1])
+    with pytest.raises(TypeError, match="sample_weight must hold numbers"):
+        jr.fit(obj, tx, p0, x, y, steps=1, sample_weight=np.array(["a"] * N))
+    with pytest.raises(ValueError, match="sample_weight_reduction must be one of"):
+        jr.fit(obj, tx, p0, x, y, steps=1, sample_weight=w, sample_weight_reduction="avg")
+    with pytest.raises(ValueError, match="without sample_weight"):
+        jr.fit(obj, tx, p0, x, y, steps=1, sample_weight_reduction="sum")
+    with pytest.raises(TypeError, match=r"jr.objective\(predict, loss\)"):
+        jr.fit(
+            lambda p, x, y: jr.losses.mse(jr.linear.predict(p, x), y),
+            tx,
+            p0,
+            x,
+            y,
+            steps=1,
+            sample_weight=w,
+        )
+
+    def my_loss(pred, target):
+        return ((pred - target) ** 2).mean()
+
+    with pytest.raises(TypeError, match="my_loss takes no reduction= argument"):
+        jr.fit(jr.objective(jr.linear.predict, my_loss), tx, p0, x, y, steps=1, sample_weight=w)
+    with pytest.raises(ValueError, match="gram=True"):
+        jr.fit(obj, tx, p0, x, y, steps=1, sample_weight=w, gram=True)
+    data = jr.Dataset(x, y, sample_weight=w)
+    with pytest.raises(ValueError, match="sample_weight given twice"):
+        jr.fit(obj, tx, p0, data, steps=1, sample_weight=w)
+    with pytest.raises(ValueError, match="fit_many does not take per-sample weights"):
+        jr.fit_many(obj, tx, jax.tree.map(lambda a: a[None], p0), data, steps=1)
+
+
+def test_dataset_holds_the_weights():
+    """`Dataset(x, y, sample_weight=w)` trains as `fit(x, y, sample_weight=w)`."""
+    x, y, w, _, p0 = _problem("bce")
+    obj, tx = _objective("bce"), jr.optim.sgd(LR)
+    a = jr.fit(obj, tx, p0, jr.Dataset(x, y, sample_weight=w), epochs=3, batch_size=BS, key=1)
+    b = jr.fit(obj, tx, p0, x, y, epochs=3, batch_size=BS, key=1, sample_weight=w)
+    np.testing.assert_array_equal(a.losses, b.losses)
