@@ -5,6 +5,12 @@ torch: `loss = (F.mse_loss(model(xb), yb, reduction="none") * wb).mean()` (or `.
 `(xb, yb, wb)` from one `DataLoader(TensorDataset(x, y, w))`.
 """
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import numpy as np
 import pytest
@@ -311,3 +317,74 @@ def test_dataset_holds_the_weights():
     a = jr.fit(obj, tx, p0, jr.Dataset(x, y, sample_weight=w), epochs=3, batch_size=BS, key=1)
     b = jr.fit(obj, tx, p0, x, y, epochs=3, batch_size=BS, key=1, sample_weight=w)
     np.testing.assert_array_equal(a.losses, b.losses)
+
+
+# Row-sharded full batch against one device: the same terms summed in another order
+# (per shard, then across shards), a few float64 ulps of the O(1) loss per step.
+SHARDED_F64_ATOL = 1e-14
+
+SHARDED_CHILD = textwrap.dedent(
+    r"""
+    import json
+    import jax, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    import jaxreg as jr
+
+    assert jax.device_count() == 2, jax.devices()
+    mesh = jax.make_mesh((2,), ("data",))
+    rng = np.random.default_rng(0)
+    n = 24
+    x, y, w = rng.normal(size=(n, 3)), rng.normal(size=(n, 1)), rng.uniform(size=n)
+    w[:5] = 0.0
+    p = jr.linear.Params(np.zeros((1, 3)), np.zeros(1))
+    obj = jr.objective(jr.linear.predict, jr.losses.mse)
+    rows = NamedSharding(mesh, P("data"))
+    xs, ys = jax.device_put(x, rows), jax.device_put(y, rows)
+    cases = {
+        "full": (dict(steps=20), dict(steps=20)),
+        "key": (dict(epochs=4, batch_size=5, key=0), dict(epochs=4, batch_size=5, key=0)),
+        "replicas": (
+            dict(epochs=7, batch_size=5, sampler=jr.distributed.DistributedSampler(seed=1)),
+            dict(
+                epochs=7,
+                batch_size=5,
+                sampler=jr.distributed.DistributedSampler(seed=1, num_replicas=2),
+            ),
+        ),
+    }
+    for case, (sharded, one) in cases.items():
+        a = jr.fit(obj, jr.optim.sgd(0.1), p, xs, ys, sample_weight=w, **sharded)
+        b = jr.fit(obj, jr.optim.sgd(0.1), p, x, y, sample_weight=w, **one)
+        diff = max(
+            float(np.abs(a.losses - b.losses).max()),
+            float(np.abs(np.asarray(a.history.weight) - b.history.weight).max()),
+        )
+        print(json.dumps({"case": case, "diff": diff, "steps": len(a.losses)}))
+    print("DONE")
+    """
+)
+
+
+def test_row_sharded_weights_match_one_device(tmp_path):
+    """Weights of row-sharded data are split like y's rows and gathered with the batch
+    (2 simulated CPU devices in a child process): the same steps as on one device."""
+    script = tmp_path / "child.py"
+    script.write_text(SHARDED_CHILD)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env.pop("JAX_PLATFORMS", None)
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,  # a hang fails the test instead of the session
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    assert proc.returncode == 0 and "DONE" in proc.stdout, proc.stderr[-4000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [r["case"] for r in rows] == ["full", "key", "replicas"]
+    for r in rows:
+        assert r["steps"] >= 20, r
+        assert r["diff"] <= SHARDED_F64_ATOL, r
