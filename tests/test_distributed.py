@@ -156,6 +156,15 @@ CHILD = textwrap.dedent(
             emit(case, "losses", np.max(np.abs(got.losses - ref.losses)), 0.0)
             emit(case, "params", np.max(np.abs(flat(got.params) - flat(ref.params))), 0.0)
 
+    # 3b. A key shuffle of many rows (the one-device loop sorts them on the host through a
+    #     pure_callback, which hangs XLA:CPU over several devices): XLA sorts, same order.
+    xl, yl, pl = problem(65536, 4, 1, np.float64)
+    ref = jr.fit(loss_fn, jr.optim.sgd(0.01), pl, xl, yl, epochs=1, batch_size=8192, key=0)
+    for kind, mesh in meshes():
+        got = jr.fit(loss_fn, jr.optim.sgd(0.01), pl, shard(xl, mesh), shard(yl, mesh),
+                     epochs=1, batch_size=8192, key=0)
+        emit(f"batches-{kind}-large-key", "losses", np.max(np.abs(got.losses - ref.losses)), 0.0)
+
     # 4. No step gathers the data set onto one device: no all-gather of x's rows.
     x, y, p = problem(4096, 5, 2, np.float64)
     for kind, mesh in meshes():

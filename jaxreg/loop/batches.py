@@ -104,6 +104,10 @@ def epoch_rows(spec: LoopSpec, n: int, epoch: Any, order: Any, key: Any, *, back
         return order[epoch]
     if spec.mode == "key":
         on_host = gradients.host_shuffle(backend, n) and n <= MAX_HOST_N
+        # A `pure_callback` in a program over several devices of this process hangs XLA:CPU
+        # for large n (benchmarks/NOTES.md, scaling): there, XLA sorts (the same order).
+        where = spec.data_mesh
+        on_host = on_host and (where is None or len(where.mesh.local_devices) == 1)
         return epoch_permutation(key, epoch, n, on_host=on_host)
     return None
 
