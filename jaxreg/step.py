@@ -23,6 +23,7 @@ from jaxreg import _checks, distributed, gradients, optim
 from jaxreg.dataset import Dataset
 from jaxreg.loop import replicas as replica_steps
 from jaxreg.objective import as_objective
+from jaxreg.sample_weight import REDUCTIONS, weighted
 
 __all__ = ["Step", "StepRecord", "make_step", "step_record", "update", "value_and_grad"]
 
@@ -115,6 +116,9 @@ class Step:
     passed to `make_step` is the one that trains (`jaxreg.optim.adopt`). `step.record(...)`
     returns the whole `StepRecord`; `step.jitted` is the raw jitted function
     `(params, opt_state, x, y)` for use inside your own `jax.jit`/`vmap` (no checks there).
+    `step(params, opt_state, x, y, sample_weight=wb)` weights the batch's rows as
+    `fit(..., sample_weight=...)` does (`jaxreg.sample_weight`; the reduction is
+    `make_step`'s `sample_weight_reduction`), or pass a `Dataset` holding its weights.
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class Step:
         *,
         donate: bool,
         replicas: bool = False,
+        sample_weight_reduction: str | None = None,
     ):
         optim.check_transformation(tx)
         _checks.check_flag("donate", donate)
@@ -132,6 +137,13 @@ class Step:
         self.replicas = bool(replicas)
         self._objective = as_objective(loss_fn)
         self._last: tuple[Any, Any, Dataset] | None = None
+        if sample_weight_reduction not in (None, *REDUCTIONS):
+            raise ValueError(
+                f"sample_weight_reduction must be one of {REDUCTIONS} or None (the loss's own "
+                f"reduction), got {sample_weight_reduction!r}"
+            )
+        self._reduction = sample_weight_reduction
+        self._weighted: tuple[Any, Any, Any, Dataset, Any] | None = None  # last weighted call
         self._adopt_cache: dict = {}  # for transformations that are not jaxreg's
         self._programs: dict = {}  # backend -> this step's jitted programs, by kind
         self._last_params: tuple[Any, Any] | None = None  # (params returned, their dtype)
@@ -165,13 +177,46 @@ class Step:
             self._last = (x, y, data)  # held by this step: same arrays, same checked data
         return data
 
-    def _inputs(self, params, opt_state, x, y):
+    def _weighted_data(self, x, y, w, params) -> tuple[Dataset, Any]:
+        """(the data with its weights, the weighted objective), checked once while the
+        same jax arrays come back."""
+        last = self._weighted
+        if last is not None and last[0] is x and last[1] is y and last[2] is w:
+            return last[3], last[4]
+        if self.replicas:
+            raise ValueError(
+                "make_step(replicas=True) does not take sample weights yet: use "
+                "fit(..., sampler=..., sample_weight=w), which gathers each replica's weights"
+            )
+        data = self._data(x, y).with_sample_weight(w)
+        if data.sample_weight is None:
+            return data, self._objective
+        xd, yd = data.arrays(_checks.params_dtype(params))
+        objective = weighted(self._objective, self._reduction, params, xd, yd, data.sample_weight)
+        if all(isinstance(a, jax.Array) for a in (x, y, w)):
+            self._weighted = (x, y, w, data, objective)
+        return data, objective
+
+    def _inputs(self, params, opt_state, x, y, sample_weight=None):
         last = self._last_params
         if last is not None and params is last[0]:
             dtype = last[1]  # the params this step returned: their dtype is known
         else:
             dtype = _checks.params_dtype(params)
-        xd, yd, where, backend = self._data(x, y).placed(dtype)
+        objective = self._objective
+        if sample_weight is None and not (isinstance(x, Dataset) and x.sample_weight is not None):
+            if self._reduction is not None:
+                raise ValueError(
+                    f"make_step(sample_weight_reduction={self._reduction!r}) but this call "
+                    "has no sample_weight: pass step(..., sample_weight=w)"
+                )
+            data = self._data(x, y)
+        else:
+            data, objective = self._weighted_data(x, y, sample_weight, params)
+        xd, yd, where, backend = data.placed(dtype)
+        wd = data.placed_weight(dtype, where)
+        if wd is not None:  # the weighted programs: y is (y, w)
+            yd = (yd, wd)
         if self.replicas:
             _check_replica_batches(xd, yd, where)
             backend = (backend, where)  # the programs close over the replicas' mesh
@@ -180,34 +225,39 @@ class Step:
             params, opt_state = distributed.replicate((params, opt_state), where)
         if self.donate:
             params, opt_state = _donatable(params, opt_state)
-        return params, opt_state, xd, yd, backend
+        return params, opt_state, xd, yd, (backend, objective)
 
-    def _jitted(self, kind: str, backend: str):
+    def _jitted(self, kind: str, on: tuple[Any, Any]):
         """This step's jitted program of `kind` ("step", "donated", "record") for `backend`,
         made on first use. The objective and the optimizer are closed over (fixed for a
-        step), so a call hashes no static arguments: it costs what a plain jit call costs."""
-        programs = self._programs.get(backend)
+        step), so a call hashes no static arguments: it costs what a plain jit call costs.
+        `on` is (backend, objective): this step's objective, or the weighted one
+        (`jaxreg.sample_weight.Weighted`, the same for every weighted call of a step)."""
+        backend, objective = on
+        key = backend if objective is self._objective else ("weighted", backend)
+        programs = self._programs.get(key)
         if programs is None:
-            made = _programs(self._objective, self.tx, backend, replicas=self.replicas)
-            programs = self._programs[backend] = made
+            made = _programs(objective, self.tx, backend, replicas=self.replicas)
+            programs = self._programs[key] = made
         return programs[kind]
 
-    def __call__(self, params, opt_state, x, y=None):
-        params, opt_state, xd, yd, backend = self._inputs(params, opt_state, x, y)
+    def __call__(self, params, opt_state, x, y=None, *, sample_weight=None):
+        params, opt_state, xd, yd, backend = self._inputs(params, opt_state, x, y, sample_weight)
+        dtype = xd.dtype
         if self.donate:
             new_p, new_s, loss = self._jitted("donated", backend)(params, opt_state, xd, yd)
-            self._last_params = (new_p, xd.dtype)
+            self._last_params = (new_p, dtype)
             return new_p, new_s, loss
         # The program does not return the optimizer's hyperparameters: they pass through a
         # step unchanged, and returning them costs a copy each (an output may not alias an
         # input that was not donated); the inputs are put back instead.
         new_p, new_s, loss = self._jitted("step", backend)(params, opt_state, xd, yd)
-        self._last_params = (new_p, xd.dtype)
+        self._last_params = (new_p, dtype)
         return new_p, optim.restore_hyperparams(new_s, opt_state), loss
 
-    def record(self, params, opt_state, x, y=None) -> StepRecord:
+    def record(self, params, opt_state, x, y=None, *, sample_weight=None) -> StepRecord:
         """The whole `StepRecord` of one step (loss, gradients, updates, params, state)."""
-        params, opt_state, xd, yd, backend = self._inputs(params, opt_state, x, y)
+        params, opt_state, xd, yd, backend = self._inputs(params, opt_state, x, y, sample_weight)
         return self._jitted("record", backend)(params, opt_state, xd, yd)
 
 
@@ -288,6 +338,7 @@ def make_step(
     *,
     donate: bool = False,
     replicas: bool = False,
+    sample_weight_reduction: str | None = None,
 ) -> Step:
     """A jitted step `(params, opt_state, x, y) -> (params, opt_state, loss)`.
 
@@ -306,5 +357,13 @@ def make_step(
         device, or on one device); each replica's gradient is computed on its own batch,
         the update uses their mean, and the loss returned is the mean of the replicas'
         losses (`jaxreg.loop.replicas`; `fit(..., sampler=...)` runs whole epochs so).
+      sample_weight_reduction: for calls with `sample_weight=`: "mean", "sum" or
+        "normalized" (`fit`'s), None for the loss's own reduction.
     """
-    return Step(loss_fn, tx, donate=donate, replicas=replicas)
+    return Step(
+        loss_fn,
+        tx,
+        donate=donate,
+        replicas=replicas,
+        sample_weight_reduction=sample_weight_reduction,
+    )

@@ -388,3 +388,46 @@ def test_row_sharded_weights_match_one_device(tmp_path):
     for r in rows:
         assert r["steps"] >= 20, r
         assert r["diff"] <= SHARDED_F64_ATOL, r
+
+
+def test_make_step_with_batch_weights_matches_torch():
+    """`step(params, state, xb, yb, sample_weight=wb)` over a torch DataLoader's batches of
+    (x, y, w): torch's steps; the same as `fit` replaying that order."""
+    x, y, w, layer, p0 = _problem("bce", zeros=2)
+    t = [torch.from_numpy(a) for a in (x, y, w)]
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(*t),
+        batch_size=BS,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(4),
+    )
+    batches = [b for _ in range(EPOCHS) for b in loader]
+    want = _torch_run("bce", "normalized", layer, batches)
+    tx = jr.optim.sgd(LR, momentum=0.5)
+    step = jr.make_step(_objective("bce"), tx, sample_weight_reduction="normalized")
+    p, s, losses = p0, tx.init(p0), []
+    for xb, yb, wb in batches:
+        p, s, loss = step(p, s, xb.numpy(), yb.numpy(), sample_weight=wb.numpy())
+        losses.append(float(loss))
+    np.testing.assert_allclose(losses, want[0], rtol=TORCH_F64_RTOL, atol=TORCH_F64_ATOL)
+    np.testing.assert_allclose(p.weight, want[1][-1], rtol=TORCH_F64_RTOL, atol=TORCH_F64_ATOL)
+    with pytest.raises(ValueError, match="sample_weight_reduction must be one of"):
+        jr.make_step(_objective("bce"), tx, sample_weight_reduction="avg")
+    with pytest.raises(ValueError, match="has no sample_weight"):
+        step(p0, tx.init(p0), x, y)
+
+
+def test_make_step_weighted_and_unweighted_calls():
+    """One step, called without and with weights: each its own program; ones weigh nothing."""
+    x, y, _, _, p0 = _problem("mse")
+    tx = jr.optim.sgd(LR)
+    step = jr.make_step(_objective("mse"), tx)
+    _, _, plain = step(p0, tx.init(p0), x, y)
+    _, _, ones = step(p0, tx.init(p0), x, y, sample_weight=np.ones(N))
+    _, _, again = step(p0, tx.init(p0), x, y)
+    np.testing.assert_allclose(ones, plain, rtol=TORCH_F64_RTOL)
+    assert float(again) == float(plain)
+    with pytest.raises(ValueError, match="replicas=True"):
+        jr.make_step(_objective("mse"), tx, replicas=True)(
+            p0, tx.init(p0), x[None], y[None], sample_weight=np.ones(1)
+        )
