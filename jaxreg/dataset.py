@@ -83,9 +83,10 @@ class Dataset:
         w = "" if w is None else f", sample_weight: {_describe(w)}"
         return f"Dataset(x: {_describe(self.x)}, y: {_describe(self.y)}{w})"
 
-    def with_sample_weight(self, sample_weight: Any) -> Dataset:
+    def with_sample_weight(self, sample_weight: Any, *, rows: Any = None) -> Dataset:
         """This data with per-sample weights (checked), sharing its checks and conversions
-        of x and y; `sample_weight=None` returns this `Dataset`."""
+        of x and y; `sample_weight=None` returns this `Dataset`. `rows`: the leading shape
+        of one weight per row (default (n,); `fit_many`'s (M, n))."""
         if sample_weight is None:
             return self
         if self.sample_weight is not None:
@@ -95,7 +96,8 @@ class Dataset:
             )
         out = object.__new__(Dataset)
         out.__dict__.update(self.__dict__)
-        out.sample_weight = check_sample_weight(sample_weight, self.n, np.shape(self.y))
+        rows = self.n if rows is None else rows
+        out.sample_weight = check_sample_weight(sample_weight, rows, np.shape(self.y))
         out._weights = {}
         return out
 
@@ -109,7 +111,7 @@ class Dataset:
         if got is None:
             got = _convert("sample_weight", self.sample_weight, dtype)
             if where is not None:
-                got = _shard_rows(got, where)
+                got = shard_rows(got, where)
             self._weights[dtype] = got
         return got
 
@@ -219,9 +221,12 @@ def as_dataset(x: Any, y: Any = None) -> Dataset:
     return Dataset(x, y)
 
 
-def _shard_rows(w: Any, where: Any) -> Any:
-    """`w` with its rows split over `where`'s mesh axis, as x's and y's are."""
-    spec = jax.sharding.PartitionSpec(where.axis, *([None] * (np.ndim(w) - 1)))
+def shard_rows(w: Any, where: Any) -> Any:
+    """`w` with its rows (dimension `where.row_dim`) split over `where`'s mesh axis, as
+    x's and y's are."""
+    dims = [None] * np.ndim(w)
+    dims[where.row_dim] = where.axis
+    spec = jax.sharding.PartitionSpec(*dims)
     sharding = jax.sharding.NamedSharding(where.mesh, spec)
     if isinstance(w, jax.Array) and w.sharding == sharding:
         return w

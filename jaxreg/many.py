@@ -25,6 +25,7 @@ from jaxreg import _checks, distributed, gradients, optim
 from jaxreg.fitting import DivergenceError, FitResult, boundary
 from jaxreg.loop import program
 from jaxreg.loop.spec import LoopSpec, positive_int
+from jaxreg.sample_weight import weighted
 
 
 class ManyResult(NamedTuple):
@@ -64,6 +65,8 @@ def fit_many(
     opt_state: Any = None,
     record_history: bool = False,
     check_finite: bool = True,
+    sample_weight: Any = None,
+    sample_weight_reduction: str | None = None,
 ) -> ManyResult:
     """Train M models at once, full batch, `steps` updates each.
 
@@ -81,6 +84,8 @@ def fit_many(
       record_history: keep every model's parameters after every update.
       check_finite: raise `DivergenceError` naming the models whose loss or parameters
         became NaN/inf.
+      sample_weight: (M, n) or (M, n, 1) per-sample weights of each model's rows (or y's
+        shape), `fit`'s `sample_weight` for every model; sample_weight_reduction: `fit`'s.
 
     Returns:
       `ManyResult(params, opt_state, losses (M, steps), history)`; `.model(m)` gives
@@ -89,10 +94,11 @@ def fit_many(
     objective, data, dtype = boundary(loss_fn, tx, params, x, y)
     if data.sample_weight is not None:
         raise ValueError(
-            "fit_many does not take per-sample weights (the Dataset holds sample_weight): "
-            "train each model with fit(..., sample_weight=w), or drop the weights"
+            "fit_many takes per-sample weights as fit_many(..., sample_weight=w) with w of "
+            "shape (M, n), not on the Dataset (its rows would be the models)"
         )
     _check_model_axis(params, data)
+    data = data.with_sample_weight(sample_weight, rows=np.shape(data.x)[:2])
     steps = positive_int("steps", steps)
     for name, flag in (("record_history", record_history), ("check_finite", check_finite)):
         _checks.check_flag(name, flag)
@@ -102,11 +108,21 @@ def fit_many(
     else:
         opt_state = optim.adopt(tx, params, opt_state, batched=True)
     where = distributed.data_mesh(xd, yd, row_dim=1)
+    wd = data.placed_weight(dtype, where)
+    if wd is not None:  # every model's loss weighted; y is (y, w)
+        first = jax.tree.map(lambda a: a[0], (params, xd, yd, wd))
+        objective = weighted(objective, sample_weight_reduction, *first)
+        yd = (yd, wd)
+    elif sample_weight_reduction is not None:
+        raise ValueError(
+            f"sample_weight_reduction={sample_weight_reduction!r} without sample_weight: pass "
+            "the weights (sample_weight=w), or drop sample_weight_reduction"
+        )
     if where is not None:  # rows sharded: params and states replicated on the mesh
         params, opt_state = distributed.replicate((params, opt_state), where)
         objective = distributed.replicate(objective, where)
     spec = LoopSpec(steps, xd.shape[1], 1, 0, "full", record=bool(record_history))
-    backend = gradients.backend_of(xd, yd)
+    backend = gradients.backend_of(xd, *jax.tree.leaves(yd))
     p, s, losses, history = _run(
         objective, params, opt_state, xd, yd, tx=tx, spec=spec, backend=backend
     )

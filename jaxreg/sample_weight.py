@@ -160,16 +160,19 @@ def _takes_reduction(loss: Any) -> bool:
     )
 
 
-def check_sample_weight(w: Any, n: int, y_shape: tuple[int, ...]) -> Any:
+def check_sample_weight(w: Any, n: int | tuple[int, ...], y_shape: tuple[int, ...]) -> Any:
     """`w` as an array of (n,), (n, 1) or y's shape, finite and nonnegative, else a
-    `TypeError`/`ValueError` naming `sample_weight` and the fix."""
+    `TypeError`/`ValueError` naming `sample_weight` and the fix. `n` may be a tuple:
+    `fit_many`'s (M, n), one weight per model and row."""
     w = _checks.as_array("sample_weight", w)
     shape = tuple(np.shape(w))
-    allowed = [(n,), (n, 1), tuple(y_shape)]
+    rows = (n,) if isinstance(n, int) else tuple(n)
+    allowed = [rows, (*rows, 1), tuple(y_shape)]
     if shape not in allowed:
+        what = "row of x and y" if len(rows) == 1 else "model and row of x and y"
         raise ValueError(
-            f"sample_weight has shape {shape}; it takes one weight per row of x and y "
-            f"({n} rows): shape ({n},) or ({n}, 1), or one per element of y, {tuple(y_shape)}."
+            f"sample_weight has shape {shape}; it takes one weight per {what}: shape "
+            f"{rows} or {(*rows, 1)}, or one per element of y, {tuple(y_shape)}."
         )
     if isinstance(w, jax.Array) and not w.is_fully_addressable:
         return w  # sharded across processes: each process checks its rows as it loads
@@ -180,7 +183,8 @@ def check_sample_weight(w: Any, n: int, y_shape: tuple[int, ...]) -> Any:
         first = tuple(int(i) for i in np.argwhere(negative)[0])
         raise ValueError(
             f"sample_weight must be >= 0 (a weight multiplies a row's loss), but it has "
-            f"{int(negative.sum())} negative value(s), the first {host[first].item()!r} at row "
-            f"{first[0]}. Use 0 to leave a row out."
+            f"{int(negative.sum())} negative value(s), the first {host[first].item()!r} at "
+            f"{f'row {first[0]}' if len(rows) == 1 else f'index {first[: len(rows)]}'}. Use "
+            "0 to leave a row out."
         )
     return w

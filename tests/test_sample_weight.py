@@ -306,7 +306,7 @@ def test_errors_name_the_argument():
     data = jr.Dataset(x, y, sample_weight=w)
     with pytest.raises(ValueError, match="sample_weight given twice"):
         jr.fit(obj, tx, p0, data, steps=1, sample_weight=w)
-    with pytest.raises(ValueError, match="fit_many does not take per-sample weights"):
+    with pytest.raises(ValueError, match=r"fit_many takes per-sample weights as"):
         jr.fit_many(obj, tx, jax.tree.map(lambda a: a[None], p0), data, steps=1)
 
 
@@ -362,6 +362,22 @@ SHARDED_CHILD = textwrap.dedent(
             float(np.abs(np.asarray(a.history.weight) - b.history.weight).max()),
         )
         print(json.dumps({"case": case, "diff": diff, "steps": len(a.losses)}))
+    # fit_many: rows of (M, n, ...) split over the mesh, (M, n) weights split the same way
+    ps = jax.tree.map(lambda a: np.stack([a, a + 0.5]), p)
+    xm, ym, wm = np.stack([x, -x]), np.stack([y, y]), np.stack([w, w[::-1]])
+    many_rows = NamedSharding(mesh, P(None, "data"))
+    a = jr.fit_many(
+        obj,
+        jr.optim.sgd(0.1),
+        ps,
+        jax.device_put(xm, many_rows),
+        jax.device_put(ym, many_rows),
+        steps=20,
+        sample_weight=wm,
+    )
+    b = jr.fit_many(obj, jr.optim.sgd(0.1), ps, xm, ym, steps=20, sample_weight=wm)
+    diff = float(np.abs(a.losses - b.losses).max())
+    print(json.dumps({"case": "fit_many", "diff": diff, "steps": a.losses.shape[1]}))
     print("DONE")
     """
 )
@@ -369,7 +385,8 @@ SHARDED_CHILD = textwrap.dedent(
 
 def test_row_sharded_weights_match_one_device(tmp_path):
     """Weights of row-sharded data are split like y's rows and gathered with the batch
-    (2 simulated CPU devices in a child process): the same steps as on one device."""
+    (2 simulated CPU devices in a child process): the same steps as on one device, in
+    fit (full batch, key shuffle, DistributedSampler replicas) and fit_many."""
     script = tmp_path / "child.py"
     script.write_text(SHARDED_CHILD)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
@@ -384,7 +401,7 @@ def test_row_sharded_weights_match_one_device(tmp_path):
     )
     assert proc.returncode == 0 and "DONE" in proc.stdout, proc.stderr[-4000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert [r["case"] for r in rows] == ["full", "key", "replicas"]
+    assert [r["case"] for r in rows] == ["full", "key", "replicas", "fit_many"]
     for r in rows:
         assert r["steps"] >= 20, r
         assert r["diff"] <= SHARDED_F64_ATOL, r
@@ -431,3 +448,39 @@ def test_make_step_weighted_and_unweighted_calls():
         jr.make_step(_objective("mse"), tx, replicas=True)(
             p0, tx.init(p0), x[None], y[None], sample_weight=np.ones(1)
         )
+
+
+def test_fit_many_weights_each_model_as_fit_does():
+    """fit_many(sample_weight=(M, n) weights): model m trains as fit with w[m]."""
+    x, y, w, _, p0 = _problem("mse")
+    rng = np.random.default_rng(3)
+    m = 3
+    xs = np.stack([x + 0.1 * rng.normal(size=x.shape) for _ in range(m)])
+    ys = np.stack([y] * m)
+    ws = np.stack([w, w[::-1], np.where(np.arange(N) % 2, w, 0.0)])
+    ps = jax.tree.map(lambda a: np.stack([a] * m), p0)
+    obj, tx = _objective("mse"), jr.optim.sgd(LR, momentum=0.5)
+    many = jr.fit_many(
+        obj,
+        tx,
+        ps,
+        xs,
+        ys,
+        steps=20,
+        sample_weight=ws[..., None],
+        sample_weight_reduction="normalized",
+    )
+    for i in range(m):
+        one = jr.fit(
+            obj,
+            tx,
+            p0,
+            xs[i],
+            ys[i],
+            steps=20,
+            sample_weight=ws[i],
+            sample_weight_reduction="normalized",
+        )
+        np.testing.assert_allclose(many.losses[i], one.losses, rtol=TORCH_F64_RTOL)
+    with pytest.raises(ValueError, match=r"one weight per model and row"):
+        jr.fit_many(obj, tx, ps, xs, ys, steps=1, sample_weight=w)
