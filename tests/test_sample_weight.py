@@ -484,3 +484,30 @@ def test_fit_many_weights_each_model_as_fit_does():
         np.testing.assert_allclose(many.losses[i], one.losses, rtol=TORCH_F64_RTOL)
     with pytest.raises(ValueError, match=r"one weight per model and row"):
         jr.fit_many(obj, tx, ps, xs, ys, steps=1, sample_weight=w)
+
+
+def test_cross_entropy_class_indices_matches_torch():
+    """Softmax regression on class indices: one term per row, weights (n, 1) or (n,);
+    torch's `(F.cross_entropy(model(x), y, reduction="none") * w).mean()`."""
+    rng = np.random.default_rng(5)
+    k = 3
+    x, y, w = rng.normal(size=(N, D)), rng.integers(0, k, size=N), rng.uniform(size=(N, 1))
+    layer = torch.nn.Linear(D, k).double()
+    p0 = jr.linear.Params(layer.weight.detach().numpy().copy(), layer.bias.detach().numpy().copy())
+    opt = torch.optim.SGD(layer.parameters(), lr=LR)
+    xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w[:, 0])
+    losses = []
+    for _ in range(FULL_STEPS):
+        opt.zero_grad()
+        loss = (F.cross_entropy(layer(xt), yt, reduction="none") * wt).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    obj = jr.objective(jr.softmax.logits, jr.losses.cross_entropy)
+    res = jr.fit(obj, jr.optim.sgd(LR), p0, x, y, steps=FULL_STEPS, sample_weight=w)
+    np.testing.assert_allclose(res.losses, losses, rtol=TORCH_F64_RTOL, atol=TORCH_F64_ATOL)
+    np.testing.assert_allclose(
+        res.params.weight, layer.weight.detach().numpy(), rtol=TORCH_F64_RTOL, atol=TORCH_F64_ATOL
+    )
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(23, 3\)"):
+        jr.fit(obj, jr.optim.sgd(LR), p0, x, y, steps=1, sample_weight=np.ones((N, k)))
