@@ -146,6 +146,8 @@ def _same(torch_value: Any, jax_value: Any) -> bool:
     """torch's value, rounded to the dtype jaxreg holds it in, equals jaxreg's."""
     if isinstance(jax_value, (bool, np.bool_)):
         return bool(torch_value) == bool(jax_value)
+    if jax_value is None or isinstance(jax_value, str):  # LBFGS's line_search_fn
+        return torch_value == jax_value
     jax_value = np.asarray(jax_value)
     dtype = jax_value.dtype if np.issubdtype(jax_value.dtype, np.floating) else np.float64
     return bool(np.asarray(torch_value, dtype) == jax_value.astype(dtype))

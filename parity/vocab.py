@@ -428,6 +428,27 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
             ),
             (("rprop-step_sizes", dict(lr=0.01, step_sizes=(1e-06, 0.05))),),
         ),
+        OptimizerRow(
+            "lbfgs",
+            "LBFGS",
+            "adaptive",
+            (
+                ("lr", ("hp:lr",)),
+                ("max_iter", ("update:max_iter",)),
+                ("max_eval", ("update:max_eval",)),
+                ("tolerance_grad", ("hp:tolerance_grad",)),
+                ("tolerance_change", ("hp:tolerance_change",)),
+                ("history_size", ("update:history_size",)),
+                ("line_search_fn", ("update:line_search_fn",)),
+            ),
+            (
+                # lr 0.002: at 0.01 the logistic-mse run leaves its plateau at step 61 with an
+                # L-BFGS step ~1e6 times its inputs' last-bit differences (torch against itself
+                # too); a smaller step keeps the 100 steps off that escape
+                ("lbfgs-strong_wolfe", dict(lr=0.002, max_iter=1, line_search_fn="strong_wolfe")),
+                ("lbfgs-history_size", dict(lr=0.01, max_iter=1, history_size=5)),
+            ),
+        ),
     )
 }
 

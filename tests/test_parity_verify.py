@@ -230,10 +230,10 @@ WRONG_PORTS = {
         r"not a jaxreg.optim optimizer.*check_settings=False",
     ),
     "a torch optimizer without a vocab row": (
-        lambda p: torch.optim.LBFGS(p, lr=0.01),
+        lambda p: torch.optim.SparseAdam(p, lr=0.01),
         jr.optim.adam(lr=0.01),
         {},
-        r"no row for torch optimizer LBFGS.*check_settings=False",
+        r"no row for torch optimizer SparseAdam.*check_settings=False",
     ),
     "two param groups": (
         lambda p: torch.optim.SGD([{"params": [next(p)], "lr": 0.1}, {"params": list(p)}], lr=0.2),

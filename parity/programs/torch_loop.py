@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -53,16 +54,25 @@ class StepRecord(NamedTuple):
 
 
 class OptimizerUpdate:
-    """`optimizer.zero_grad()` / `optimizer.step()`; `set_lr` sets every group's lr."""
+    """`optimizer.zero_grad()` / `optimizer.step()`; `set_lr` sets every group's lr.
+
+    An optimizer whose `step` requires a closure (`torch.optim.LBFGS`) has `takes_closure`
+    True and is stepped as torch documents it, `loss = optimizer.step(closure)` (`records`
+    passes the `closure` of the batch).
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.optimizer = optimizer
+        closure = inspect.signature(optimizer.step).parameters.get("closure")
+        self.takes_closure = closure is not None and closure.default is inspect.Parameter.empty
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad()
 
-    def step(self) -> None:
-        self.optimizer.step()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> Any:
+        if closure is not None:
+            return self.optimizer.step(closure)
+        return self.optimizer.step()
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -154,7 +164,12 @@ def records(
             grads = None
             if record_grads:
                 grads = {k: p.grad.detach().cpu().numpy().copy() for k, p in program.params.items()}
-            program.update.step()
+            if getattr(program.update, "takes_closure", False):
+                # torch's LBFGS loop: the step returns its first closure call's loss (at the
+                # parameters before the update, the value computed above)
+                loss = program.update.step(closure(program, xb, yb))
+            else:
+                program.update.step()
             params = {k: p.detach().cpu().numpy().copy() for k, p in program.params.items()}
             yield StepRecord(epoch, i, loss.item(), params, grads)
             losses.append(loss.item())
@@ -162,6 +177,18 @@ def records(
                 scheduler.step()
         for scheduler in program.schedulers:
             step_scheduler(scheduler, losses)
+
+
+def closure(program: Program, xb: torch.Tensor, yb: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The closure torch's documentation writes for `optimizer.step(closure)`."""
+
+    def evaluate() -> torch.Tensor:
+        program.update.zero_grad()
+        loss = program.loss_fn(program.forward(xb), yb)
+        loss.backward()
+        return loss
+
+    return evaluate
 
 
 def step_scheduler(scheduler: Any, losses: Sequence[float]) -> None:
