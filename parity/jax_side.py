@@ -52,7 +52,14 @@ def loss_fn(scenario: Scenario, perturb: Perturbation = NO_PERTURBATION):
 
 def _offset(predict, offset: float):
     def perturbed_predict(params, x):
-        return predict(params, x) + offset
+        pred = predict(params, x)
+        # On the first output only: a softmax ignores a shift of every logit alike.
+        if pred.ndim == 0 or pred.shape[-1] == 1:
+            return pred + offset
+        first = jnp.arange(pred.shape[-1]) == 0
+        return pred + jnp.where(first, offset, 0).astype(pred.dtype).reshape(
+            (1,) * (pred.ndim - 1) + (-1,)
+        )
 
     return perturbed_predict
 

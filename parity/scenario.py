@@ -191,7 +191,8 @@ class Perturbation(NamedTuple):
 
     Attributes:
       lr_factor: multiplies every learning rate (1.001: a learning rate off by 0.1%).
-      pred_offset: added to every prediction (1e-4: a prediction off by 1e-4).
+      pred_offset: added to every prediction's first output (1e-4: a prediction off by
+        1e-4; not to every output, which a softmax would not see).
       loss_scale: multiplies the loss (and so its gradient).
     """
 
