@@ -449,6 +449,22 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
                 ("lbfgs-history_size", dict(lr=0.01, max_iter=1, history_size=5)),
             ),
         ),
+        OptimizerRow(
+            "adafactor",
+            "Adafactor",
+            "adaptive",
+            (
+                *_BASIC,
+                ("beta2_decay", ("hp:beta2_decay",)),
+                ("eps", ("update:eps1", "hp:eps2")),
+                ("d", ("hp:d",)),
+                *_MAXIMIZE,
+            ),
+            (
+                ("adafactor", dict(lr=0.01)),
+                ("adafactor-weight_decay-d", dict(lr=0.01, weight_decay=0.1, d=1.5)),
+            ),
+        ),
     )
 }
 

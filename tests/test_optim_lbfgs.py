@@ -34,9 +34,10 @@ F32_EPS = float(np.finfo(np.float32).eps)
 # gradients' and losses' last bits (torch's matmul, mean and log1p against XLA's), the
 # dot products' summation order (torch's BLAS ddot against XLA's loop), and FMA where XLA
 # fuses a product the way torch's `add(alpha=)` kernel does. L-BFGS divides by `y . s`,
-# so these reach the parameters amplified by the curvature ratio. Measured worst where the
-# run is stable (see below): 25 eps (lr=0.01, logistic, first step). Tolerance 64 eps.
-F64_RTOL = 64 * F64_EPS
+# so these reach the parameters amplified by the curvature ratio. Measured worst: 57.7 eps
+# (Tensor lr=0.001, logistic; torch against itself under a last-bit change, below: 29.9
+# eps), 14.1 eps on the regression. Tolerance 128 eps, 2x the worst.
+F64_RTOL = 128 * F64_EPS
 
 # Near the optimum, L-BFGS with a fixed step (or a line search on a flat loss) builds its
 # direction from `y = g - g_prev` and `y . s` at the gradients' rounding level: the run is
@@ -44,7 +45,8 @@ F64_RTOL = 64 * F64_EPS
 # `mean` (the same number up to its last bit) and the first weight one ulp up, parts by
 # up to 1e-4 relative (lr=0.01, logistic, float64). Where ours is outside the tolerance,
 # torch's own spread under that last-bit change is computed, and ours must be within
-# `SPREAD_FACTOR` times it (measured: ours at most 1.1x torch's spread).
+# `SPREAD_FACTOR` times it (measured: ours at most 2.3x torch's spread, 882 eps against
+# 391 eps, strong-Wolfe max_eval=6 on the logistic problem).
 SPREAD_FACTOR = 4.0
 
 # float32: the same, plus L-BFGS's decisions turning on float32 noise: the line search's

@@ -1,7 +1,7 @@
 """torch.optim's optimizers as optax gradient transformations, update for update.
 
 `sgd`, `adam`, `adamw`, `rmsprop`, `adagrad`, `nadam`, `radam`, `adamax`, `adadelta`,
-`asgd`, `rprop`, `lbfgs` take `torch.optim`'s arguments with its names,
+`asgd`, `rprop`, `lbfgs`, `adafactor` take `torch.optim`'s arguments with its names,
 defaults and checks (the same `ValueError` messages), and compute its update rule in its
 operation order (torch's CPU single-tensor path). Against torch on CPU, over 100 steps:
 float64 trajectories agree to a few float64 ulps (Adam's bias corrections are Python's
@@ -36,6 +36,7 @@ boundary: the optimizer passed wins over the numbers of a state made by another 
 """
 
 from jaxreg.optim._adadelta import AdadeltaState, adadelta
+from jaxreg.optim._adafactor import AdafactorState, adafactor
 from jaxreg.optim._adagrad import AdagradState, adagrad
 from jaxreg.optim._adam import AdamState, adam, adamw
 from jaxreg.optim._adamax import AdamaxState, adamax
@@ -61,6 +62,7 @@ from jaxreg.optim._state import (
 __all__ = [
     "ASGDState",
     "AdadeltaState",
+    "AdafactorState",
     "AdagradState",
     "AdamState",
     "AdamaxState",
@@ -72,6 +74,7 @@ __all__ = [
     "RpropState",
     "SGDState",
     "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
