@@ -44,14 +44,17 @@ def _bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def _array(name: str, value: Any) -> np.ndarray:
+def _array(name: str, value: Any, *, classes: bool = False) -> np.ndarray:
+    """A float array; with `classes`, also 1-D integer class indices (torch's int64)."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     try:
         arr = np.asarray(value)
     except Exception as e:
         raise TypeError(f"verify: {name} must be an array (NumPy, torch, jax): {e}") from None
-    if not np.issubdtype(arr.dtype, np.floating):
+    if classes and arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.int64)
+    elif not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(
             f"verify: {name} must be floating point (as the torch model takes it), got "
             f"{arr.dtype} ({type(value).__name__})"
@@ -129,7 +132,7 @@ def check_arguments(
         )
     if x is None or y is None:
         raise TypeError("verify needs the data x and y")
-    xa, ya = _array("x", x), _array("y", y)
+    xa, ya = _array("x", x), _array("y", y, classes=True)
     if xa.shape[0] != ya.shape[0]:
         raise ValueError(f"verify: x has {xa.shape[0]} rows and y {ya.shape[0]}; they must match")
     if jax_data is None:
@@ -139,7 +142,8 @@ def check_arguments(
             raise TypeError(
                 f"verify: jax_data must be a pair (x, y), got {type(jax_data).__name__}"
             )
-        jx, jy = _array("jax_data[0]", jax_data[0]), _array("jax_data[1]", jax_data[1])
+        jx = _array("jax_data[0]", jax_data[0])
+        jy = _array("jax_data[1]", jax_data[1], classes=True)
         for arg, a, b in (("jax_data[0]", jx, xa), ("jax_data[1]", jy, ya)):
             if a.size != b.size:
                 raise ValueError(

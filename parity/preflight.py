@@ -81,6 +81,8 @@ def check_dtypes(torch_params: Mapping[str, torch.Tensor], params: Any, call: Ca
         ("the jax y", call.jax_y.dtype),
     ]
     for what, dtype in pairs:
+        if np.issubdtype(dtype, np.integer):
+            continue  # y as class indices (int64 for torch's CrossEntropyLoss)
         if dtype != tdtype:
             raise SettingsError(
                 f"verify: the torch model's parameters are {tdtype.name} but {what} "

@@ -17,6 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 import jaxreg as jr
+import parity
+from parity.preflight import SettingsError
 
 N, D, K = 60, 4, 3
 
@@ -223,3 +225,18 @@ def test_optimum_matches_sklearn(name, loader, C, steps):
     np.testing.assert_allclose(proba, sk.predict_proba(x), rtol=0, atol=proba_tol)
     assert np.array_equal(jr.softmax.predict(params, x), sk.predict(x))
     assert float(jr.softmax.accuracy(params, x, y)) == sk.score(x, y)
+
+
+def test_parity_verify_checks_a_softmax_port():
+    """`parity.verify` takes int64 class indices as the torch program does: a faithful port
+    passes, a label_smoothing the torch loss does not have is named before training."""
+    x, y = _blobs(np.float32)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(D, K)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    port = jr.objective(jr.softmax.logits, jr.losses.cross_entropy)
+    cmp = parity.verify(model, F.cross_entropy, opt, port, jr.optim.sgd(lr=0.1), x, y, steps=10)
+    assert cmp.passed, cmp.summary()
+    smoothed = jr.objective(jr.softmax.logits, jr.losses.cross_entropy, label_smoothing=0.1)
+    with pytest.raises(SettingsError, match=r"label_smoothing: torch 0\.0, jaxreg 0\.1"):
+        parity.verify(model, F.cross_entropy, opt, smoothed, jr.optim.sgd(lr=0.1), x, y, steps=3)
