@@ -187,6 +187,7 @@ def make(
         kwargs = {**kwargs, "lr": kwargs["lr"] / (batch_size or n)}  # same step as the mean
     sched, sched_kwargs = _schedule(schedule, epochs)
     sched_kwargs = {**sched_kwargs, **(schedule_kwargs or {})}
+    matrices_only = vocab.OPTIMIZERS[optimizer].matrices_only  # torch's Muon: no bias
     batching = (
         "full"
         if not batch_size
@@ -209,7 +210,8 @@ def make(
         name="m-" + "-".join(parts) + ("-f32" if dtype == "float32" else "-f64"),
         source="matrix",
         data=data,
-        init=TorchInit(seed, in_features, out_features),
+        init=TorchInit(seed, in_features, out_features, bias=not matrices_only),
+        form="nn.Linear-nobias" if matrices_only else "nn.Linear",
         model=model,
         loss=loss,
         loss_kwargs=tuple(loss_kwargs.items()),

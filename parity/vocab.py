@@ -44,6 +44,8 @@ class OptimizerRow:
         them for a torch tuple (`betas` is `hp:beta1` and `hp:beta2`).
       options: the matrix's variants, `(option name, torch/jaxreg keyword arguments)`; the
         option name is the row's name, or name-suffix.
+      matrices_only: the optimizer takes 2-D parameters only (torch's Muon): the matrix's
+        models for it have no bias.
     """
 
     name: str
@@ -51,6 +53,7 @@ class OptimizerRow:
     family: str
     settings: tuple[tuple[str, tuple[str, ...]], ...]
     options: tuple[tuple[str, dict[str, Any]], ...]
+    matrices_only: bool = False
 
     def jax(self) -> Callable[..., Any]:
         """The `jaxreg.optim` factory (`tx = row.jax()(lr=..., ...)`)."""
@@ -464,6 +467,28 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
                 ("adafactor", dict(lr=0.01)),
                 ("adafactor-weight_decay-d", dict(lr=0.01, weight_decay=0.1, d=1.5)),
             ),
+        ),
+        OptimizerRow(
+            "muon",
+            "Muon",
+            "adaptive",
+            (
+                *_BASIC,
+                ("momentum", ("hp:momentum",)),
+                ("nesterov", ("update:nesterov",)),
+                ("ns_coefficients", ("hp:a", "hp:b", "hp:c")),
+                ("eps", ("hp:eps",)),
+                ("ns_steps", ("update:ns_steps",)),
+                ("adjust_lr_fn", ("update:adjust_lr_fn",)),
+            ),
+            (
+                ("muon", dict(lr=0.02)),
+                (
+                    "muon-plain-match_rms_adamw",
+                    dict(lr=0.02, nesterov=False, adjust_lr_fn="match_rms_adamw"),
+                ),
+            ),
+            matrices_only=True,
         ),
     )
 }

@@ -90,7 +90,7 @@ def test_a_forgotten_row_is_found(monkeypatch):
 
 
 def _param(dtype=torch.float64):
-    return torch.zeros(3, dtype=dtype, requires_grad=True)
+    return torch.zeros(1, 3, dtype=dtype, requires_grad=True)  # 2-D: torch's Muon takes no other
 
 
 @pytest.mark.parametrize("row", vocab.OPTIMIZERS.values(), ids=lambda r: r.name)
@@ -107,7 +107,7 @@ def test_optimizer_row_names_every_torch_setting(row):
 def test_optimizer_defaults_and_options_agree_with_torch(row, dtype):
     """torch's defaults, and every option the matrix uses, pass the preflight comparison:
     both frameworks read the same keyword arguments the same way."""
-    params = {"w": np.zeros(3, dtype)}
+    params = {"w": np.zeros((1, 3), dtype)}  # as _param: 2-D
     tdtype = torch.float32 if dtype == np.float32 else torch.float64
     for _, kwargs in ((None, {}), *row.options):
         torch_opt = row.torch_class()([_param(tdtype)], **kwargs)

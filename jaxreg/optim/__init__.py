@@ -1,7 +1,7 @@
 """torch.optim's optimizers as optax gradient transformations, update for update.
 
 `sgd`, `adam`, `adamw`, `rmsprop`, `adagrad`, `nadam`, `radam`, `adamax`, `adadelta`,
-`asgd`, `rprop`, `lbfgs`, `adafactor` take `torch.optim`'s arguments with its names,
+`asgd`, `rprop`, `lbfgs`, `adafactor`, `muon` take `torch.optim`'s arguments with its names,
 defaults and checks (the same `ValueError` messages), and compute its update rule in its
 operation order (torch's CPU single-tensor path). Against torch on CPU, over 100 steps:
 float64 trajectories agree to a few float64 ulps (Adam's bias corrections are Python's
@@ -44,6 +44,7 @@ from jaxreg.optim._adopt import adopt, check_transformation
 from jaxreg.optim._asgd import ASGDState, asgd
 from jaxreg.optim._inject import inject
 from jaxreg.optim._lbfgs import LBFGSState, lbfgs
+from jaxreg.optim._muon import MuonState, muon
 from jaxreg.optim._nadam import NAdamState, nadam
 from jaxreg.optim._radam import RAdamState, radam
 from jaxreg.optim._rmsprop import RMSpropState, rmsprop
@@ -67,6 +68,7 @@ __all__ = [
     "AdamState",
     "AdamaxState",
     "LBFGSState",
+    "MuonState",
     "NAdamState",
     "OptState",
     "RAdamState",
@@ -87,6 +89,7 @@ __all__ = [
     "inject",
     "is_optimizer_state",
     "lbfgs",
+    "muon",
     "nadam",
     "radam",
     "restore_hyperparams",
