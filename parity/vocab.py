@@ -490,6 +490,21 @@ OPTIMIZERS: dict[str, OptimizerRow] = {
             ),
             matrices_only=True,
         ),
+        OptimizerRow(
+            "sparse_adam",
+            "SparseAdam",
+            "adaptive",
+            (
+                ("lr", ("hp:lr",)),
+                ("betas", ("hp:beta1", "hp:beta2")),
+                ("eps", ("hp:eps",)),
+                *_MAXIMIZE,
+            ),
+            (
+                ("sparse_adam", dict(lr=0.01)),
+                ("sparse_adam-betas-maximize", dict(lr=0.005, betas=(0.8, 0.99), maximize=True)),
+            ),
+        ),
     )
 }
 

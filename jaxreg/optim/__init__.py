@@ -1,17 +1,18 @@
 """torch.optim's optimizers as optax gradient transformations, update for update.
 
 `sgd`, `adam`, `adamw`, `rmsprop`, `adagrad`, `nadam`, `radam`, `adamax`, `adadelta`,
-`asgd`, `rprop`, `lbfgs`, `adafactor`, `muon` take `torch.optim`'s arguments with its names,
-defaults and checks (the same `ValueError` messages), and compute its update rule in its
-operation order (torch's CPU single-tensor path). Against torch on CPU, over 100 steps:
-float64 trajectories agree to a few float64 ulps (Adam's bias corrections are Python's
-bits), float32 ones to under 10 float32 ulps (SGD without nesterov/maximize: bitwise,
-given the same gradients). What remains is rounding XLA and torch do differently: XLA
-fuses `a * b + c` into an FMA by its own choice, torch's CPU `sqrt` is not correctly
-rounded, and float32 states hold float32 hyperparameters (torch keeps Python floats).
-bfloat16 and float16 parameters are computed as torch's CPU kernels compute them: in
-float32, rounded where torch writes a tensor (the updates come out in float32, so
-`optax.apply_updates` rounds the new parameters once, as torch's in-place kernel does).
+`asgd`, `rprop`, `lbfgs`, `adafactor`, `muon`, `sparse_adam` take `torch.optim`'s
+arguments with its names, defaults and checks (the same `ValueError` messages), and
+compute its update rule in its operation order (torch's CPU single-tensor path). Against
+torch on CPU, over 100 steps: float64 trajectories agree to a few float64 ulps (Adam's
+bias corrections are Python's bits), float32 ones to under 10 float32 ulps (SGD without
+nesterov/maximize: bitwise, given the same gradients). What remains is rounding XLA and
+torch do differently: XLA fuses `a * b + c` into an FMA by its own choice, torch's CPU
+`sqrt` is not correctly rounded, and float32 states hold float32 hyperparameters (torch
+keeps Python floats). bfloat16 and float16 parameters are computed as torch's CPU kernels
+compute them: in float32, rounded where torch writes a tensor (the updates come out in
+float32, so `optax.apply_updates` rounds the new parameters once, as torch's in-place
+kernel does).
 
 Each returns an `optax.GradientTransformation`, so it composes with `optax.chain` and
 `optax.apply_updates(params, updates)` gives torch's new parameters. Two differences from
@@ -50,6 +51,7 @@ from jaxreg.optim._radam import RAdamState, radam
 from jaxreg.optim._rmsprop import RMSpropState, rmsprop
 from jaxreg.optim._rprop import RpropState, rprop
 from jaxreg.optim._sgd import SGDState, sgd
+from jaxreg.optim._sparse_adam import SparseAdamState, sparse_adam
 from jaxreg.optim._state import (
     OptState,
     get_hyperparams,
@@ -75,6 +77,7 @@ __all__ = [
     "RMSpropState",
     "RpropState",
     "SGDState",
+    "SparseAdamState",
     "adadelta",
     "adafactor",
     "adagrad",
@@ -97,5 +100,6 @@ __all__ = [
     "rprop",
     "set_lr",
     "sgd",
+    "sparse_adam",
     "strip_hyperparams",
 ]

@@ -58,7 +58,9 @@ class OptimizerUpdate:
 
     An optimizer whose `step` requires a closure (`torch.optim.LBFGS`) has `takes_closure`
     True and is stepped as torch documents it, `loss = optimizer.step(closure)` (`records`
-    passes the `closure` of the batch).
+    passes the `closure` of the batch). `torch.optim.SparseAdam`, which takes sparse
+    gradients only, gets each dense gradient as `p.grad.to_sparse()` (what a model with
+    sparse gradients hands it; `jaxreg.optim.sparse_adam` updates the same entries).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer):
@@ -72,6 +74,11 @@ class OptimizerUpdate:
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> Any:
         if closure is not None:
             return self.optimizer.step(closure)
+        if isinstance(self.optimizer, torch.optim.SparseAdam):  # sparse gradients only
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None and not p.grad.is_sparse:
+                        p.grad = p.grad.to_sparse()  # its nonzero entries
         return self.optimizer.step()
 
     def set_lr(self, lr: float) -> None:
