@@ -48,9 +48,8 @@ FACTORIES = sorted(
 
 def make(name: str, dtype=np.float64):
     tx = getattr(jr.optim, name)(**OPTIONS.get(name, {}))
-    params = jr.linear.Params(
-        np.linspace(-0.5, 0.5, 6).reshape(2, 3).astype(dtype), np.array([0.1, -0.2], dtype)
-    )
+    bias = None if name == "muon" else np.array([0.1, -0.2], dtype)  # muon: 2-D params only
+    params = jr.linear.Params(np.linspace(-0.5, 0.5, 6).reshape(2, 3).astype(dtype), bias)
     return tx, params
 
 
