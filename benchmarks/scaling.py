@@ -38,8 +38,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 import jaxreg as jr
 from benchmarks import cases
@@ -146,7 +144,6 @@ def child(n: int, d: int, steps: int, batch: int, repeats: int, lr: float) -> No
     if os.environ.get(distributed.ENV_NUM_PROCESSES):
         distributed.initialize(timeout_s=60)
     data = cases.linear_data(n, d)
-    new_key = jax.random.key
     if jax.device_count() == 1:  # the baseline: one device, no mesh (as jr.fit is used)
         x, y = jax.device_put(data.x), jax.device_put(data.y)
     else:
@@ -154,8 +151,6 @@ def child(n: int, d: int, steps: int, batch: int, repeats: int, lr: float) -> No
         mine = distributed.process_rows(n, rows)
         x = distributed.global_rows(data.x[mine.start : mine.stop], rows, n)
         y = distributed.global_rows(data.y[mine.start : mine.stop], rows, n)
-        if jax.process_count() > 1:  # a key made here cannot be put on the other's device
-            new_key = jax.jit(jax.random.key, out_shardings=NamedSharding(rows.mesh, P()))
     params = jr.linear.Params(data.weight, data.bias)  # host values: replicated by fit
     del data
     loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
@@ -167,7 +162,7 @@ def child(n: int, d: int, steps: int, batch: int, repeats: int, lr: float) -> No
         return jr.fit(loss_fn, tx, params, dataset, steps=steps).params
 
     def epoch():
-        key = new_key(np.uint32(next(calls)))
+        key = jax.random.key(np.uint32(next(calls)))
         return jr.fit(loss_fn, tx, params, dataset, epochs=1, batch_size=batch, key=key).params
 
     for kind, fn, work in ((FULL, full, steps), (EPOCH, epoch, 1)):

@@ -122,6 +122,7 @@ class Dataset:
         if got is None:
             y = _class_indices(self.y)
             got = (_convert("x", self.x, dtype), _convert("y", self.y, dtype) if y is None else y)
+            got = tuple(distributed.unsplit(a) for a in got)  # a 1-device mesh's rows: whole
             self._converted[dtype] = got
         return got
 

@@ -32,6 +32,7 @@ with `global_rows`; then call `fit` the same way in every process.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import os
@@ -63,6 +64,7 @@ __all__ = [
     "row_sharding",
     "sum_error_bound",
     "torch_randperm",
+    "unsplit",
 ]
 
 # The environment `python -m jaxreg.launch` sets for each process it starts.
@@ -135,6 +137,25 @@ def data_mesh(x: Any, y: Any, *, row_dim: int = 0) -> DataMesh | None:
     return DataMesh(mx, axis_x, row_dim)
 
 
+def unsplit(a: Any) -> Any:
+    """`a` whole on its mesh (`PartitionSpec()`) when a mesh axis "splits" it into one
+    piece, e.g. rows put on a 1-device mesh (`row_sharding()` with one device); else `a`.
+
+    Such an array is on one device (or replicated), so `data_mesh` takes it for unsharded
+    data, but on an `AxisType.Explicit` mesh its type still names the axis (float32[n@data,
+    d]), and a one-device program over it fails (a contraction or gather over "sharded"
+    rows). Resharded whole, the program is the one-device one, with its results.
+    """
+    if not isinstance(a, jax.Array):
+        return a
+    sharding = a.sharding
+    if not isinstance(sharding, NamedSharding) or not sharding.is_fully_replicated:
+        return a
+    if all(s is None for s in sharding.spec):
+        return a
+    return jax.device_put(a, NamedSharding(sharding.mesh, PartitionSpec()))
+
+
 def _rows_axis(name: str, a: Any, row_dim: int):
     """(mesh, axis) of an array whose dimension `row_dim` is sharded, else None."""
     if not isinstance(a, jax.Array):
@@ -172,7 +193,10 @@ def replicate(tree: Any, where: DataMesh) -> Any:
         if not isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
             return leaf
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            return jax.device_put(leaf, target)
+            # a typed key: its raw data goes across, and is wrapped again where it lands
+            # (device_put of a one-process key onto another process's devices fails)
+            wrap = functools.partial(jax.random.wrap_key_data, impl=jax.random.key_impl(leaf))
+            return jax.jit(wrap, out_shardings=target)(one(jax.random.key_data(leaf)))
         host = np.asarray(leaf)
         return jax.make_array_from_callback(host.shape, target, lambda index: host[index])
 

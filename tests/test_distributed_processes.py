@@ -39,10 +39,14 @@ WORKER = textwrap.dedent(
     p = jr.linear.Params(np.full((2, 5), 0.1), np.zeros(2))
     loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
     r = jr.fit(loss_fn, jr.optim.sgd(float(lr)), p, x, y, steps=int(steps))
+    # key-shuffled mini-batches: each process passes its own (equal) typed key
+    mb = jr.fit(loss_fn, jr.optim.sgd(float(lr)), p, x, y, epochs=2, batch_size=64,
+                key=jax.random.key(7))
     if jax.process_index() == 0:
         with open(out, "w") as f:
             json.dump({"losses": r.losses.tolist(),
-                       "params": [np.asarray(a).tolist() for a in r.params]}, f)
+                       "params": [np.asarray(a).tolist() for a in r.params],
+                       "mb_params": [np.asarray(a).tolist() for a in mb.params]}, f)
     """
 )
 
@@ -99,6 +103,11 @@ def test_two_process_fit_equals_one_process_fit(tmp_path):
     )
     assert diff <= bound, (diff, bound)
     assert np.all(np.isfinite(got["losses"])) and len(got["losses"]) == T
+
+    # mini-batches hold whole rows on every device: the same sums in the same order
+    mb = jr.fit(loss_fn, jr.optim.sgd(lr), p0, x, y, epochs=2, batch_size=64, key=jax.random.key(7))
+    for g, want in zip(got["mb_params"], mb.params, strict=True):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(want))
 
 
 def test_unreachable_coordinator_is_a_clear_bounded_error(tmp_path):
