@@ -88,10 +88,20 @@ def _default_lr(name: str) -> float:
     return inspect.signature(vocab.OPTIMIZERS[name].jax()).parameters["lr"].default
 
 
-def schedule(scenario: Scenario):
+# Schedule arguments that are learning rates themselves (not factors of the optimizer's):
+# CyclicLR's and OneCycleLR's lrs replace the optimizer's, so a learning-rate
+# perturbation scales them too.
+SCHEDULE_LRS = ("base_lr", "max_lr", "eta_min", "min_lr")
+
+
+def schedule(scenario: Scenario, perturb: Perturbation = NO_PERTURBATION):
     if scenario.schedule is None:
         return None
-    return vocab.SCHEDULES[scenario.schedule].jax()(**dict(scenario.schedule_kwargs))
+    kwargs = dict(scenario.schedule_kwargs)
+    for key in SCHEDULE_LRS:
+        if key in kwargs:
+            kwargs[key] = kwargs[key] * perturb.lr_factor
+    return vocab.SCHEDULES[scenario.schedule].jax()(**kwargs)
 
 
 def run(
@@ -127,7 +137,7 @@ def _run(scenario: Scenario, problem: Problem, perturb: Perturbation) -> Traject
             shuffle=scenario.shuffle,
             order=problem.order,
             drop_last=scenario.drop_last,
-            schedule=schedule(scenario),
+            schedule=schedule(scenario, perturb),
             base_lr=lr,
             loop=scenario.jax_loop,
         )

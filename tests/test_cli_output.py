@@ -19,7 +19,7 @@ from jaxreg import cli, files
 from parity import __main__ as parity_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--only", "t3-lesson-grad-2w2+5-f64"]  # one scenario, well under a second
+FAST = ["--only", "t3-line-2x-lesson-grad-2w2+5-f64"]  # one scenario, well under a second
 
 
 def closed_pipe() -> int:
@@ -114,7 +114,7 @@ def test_parity_report_leaves_no_temporary_files(tmp_path):
     out = tmp_path / "report"
     assert parity_cli.main([*FAST, "--report", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["summary.md", "t3-lesson-grad-2w2_5-f64.png"]
+    assert names == ["summary.md", "t3-line-2x-lesson-grad-2w2_5-f64.png"]
 
 
 class Unserializable:

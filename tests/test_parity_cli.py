@@ -46,7 +46,7 @@ def test_json_and_report(tmp_path):
         "--only",
         "t5c-*",
         "--only",
-        "m-adagrad-lr_decay-logistic*",
+        "m-adagrad-lr_decay-logistic-bce-MultiStepLR*",
         "--json",
         str(tmp_path / "out.json"),
         "--report",
@@ -124,7 +124,7 @@ def test_a_side_that_raises_is_a_failing_row_not_a_crash(capsys, monkeypatch, tm
 
     monkeypatch.setattr(jax_side, "run", broken)
     out_json = tmp_path / "rows.json"
-    assert cli.main(["--only", "t3-lesson-grad-2w2+5-*", "--json", str(out_json)]) == 1
+    assert cli.main(["--only", "t3-line-2x-lesson-grad-2w2+5-*", "--json", str(out_json)]) == 1
     out = capsys.readouterr().out
     assert out.count("FAIL") == 3 and "jax side exploded" in out  # 2 rows + the FAILED line
     rows = json.loads(out_json.read_text())

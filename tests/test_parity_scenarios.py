@@ -17,11 +17,11 @@ FAST_SEED = [  # every form, update style and torch loss expression of t1-t5, bo
     "t1-line-optim-sgd-f32",
     "t2-line-nn-module-f64",
     "t3-line-2x-optim-sgd-f64",
-    "t3-lesson-grad-accumulation-f32",
-    "t3-lesson-grad-2w2+5-f64",
+    "t3-line-2x-lesson-grad-accumulation-f32",
+    "t3-line-2x-lesson-grad-2w2+5-f64",
     "t4-mv-manual-data-f64",
-    "t4-nn-linear-mseloss-view-as-f32",
-    "t4-lesson-grad-sum-mv-f32",
+    "t4-mv-nn-linear-mseloss-view-as-f32",
+    "t4-mv-lesson-grad-sum-mv-f32",
     "t5a-real-sum-manual-f64",
     "t5b-real-mean-manual-f32",
     "t5c-real-nn-linear-manual-f64",
@@ -63,11 +63,11 @@ def test_the_torch_side_is_computed_live(monkeypatch):
 
 
 def test_lessons_print_what_the_tutorials_print():
-    acc = parity.run(parity.get("t3-lesson-grad-accumulation-f64"))
+    acc = parity.run(parity.get("t3-line-2x-lesson-grad-accumulation-f64"))
     np.testing.assert_array_equal(acc.torch.params["w.grad"], 2.0 * np.arange(1, 22))
-    sq = parity.run(parity.get("t3-lesson-grad-2w2+5-f32"))
+    sq = parity.run(parity.get("t3-line-2x-lesson-grad-2w2+5-f32"))
     assert sq.torch.params["w.grad"].tolist() == [8.0] and sq.torch.losses.tolist() == [13.0]
-    mv = parity.run(parity.get("t4-lesson-grad-sum-mv-f64"))
+    mv = parity.run(parity.get("t4-mv-lesson-grad-sum-mv-f64"))
     x = mv.problem.data.x
     np.testing.assert_allclose(mv.torch.params["a.grad"][0], x.sum(0), rtol=1e-15)  # closed form
     np.testing.assert_allclose(mv.jax.params["a.grad"][0], x.sum(0), rtol=1e-15)

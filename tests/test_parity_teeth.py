@@ -27,7 +27,7 @@ TRAINING = [
     "t1-line-optim-sgd-f32",
     "t2-line-nn-module-f64",
     "t4-mv-manual-data-f32",
-    "t4-nn-linear-mseloss-view-as-f64",
+    "t4-mv-nn-linear-mseloss-view-as-f64",
     "t5a-real-sum-manual-f32",
     "t5g-real-tensors-optim-sgd-b-w-f64",
     "t7-celsius-broadcast-no-grad-f64",
@@ -37,7 +37,7 @@ TRAINING = [
     "m-rmsprop-momentum-logistic-bce-const-full-f64",
     "m-adagrad-weight_decay-eps-logits-bce_with_logits-CosineAnnealingLR-full-f32",
 ]
-LESSONS = ["t3-lesson-grad-2w2+5-f32", "t4-lesson-grad-sum-mv-f64"]
+LESSONS = ["t3-line-2x-lesson-grad-2w2+5-f32", "t4-mv-lesson-grad-sum-mv-f64"]
 
 PERTURBATIONS = {
     "lr off 0.1%": Perturbation(lr_factor=1.001),
