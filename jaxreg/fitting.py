@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg import _checks, distributed, optim
+from jaxreg import _checks, distributed, optim, schedules
 from jaxreg.dataset import Dataset, as_dataset
 from jaxreg.gradients import gram as gram_path
 from jaxreg.loop import program
@@ -101,7 +101,10 @@ def fit(
 
     A `schedule` (from `jaxreg.schedules`) sets the learning rate of each epoch the way a
     torch loop that calls `scheduler.step()` after every epoch does (a schedule whose
-    `interval` is "batch" sets it before every step).
+    `interval` is "batch" sets it before every step). `ReduceLROnPlateau` follows the
+    epoch's mean batch loss: `fit` wraps the optimizer in it
+    (`schedule.wrap(tx, steps_per_epoch)`), so `FitResult.opt_state` is then its
+    `PlateauState` (continue with the same `schedule=` and `opt_state=`).
 
     Args:
       loss_fn: `(params, x, y) -> scalar`, e.g. `jr.objective(jr.linear.predict, jr.losses.mse)`.
@@ -180,6 +183,8 @@ def fit(
     )
     _checks.check_flag("check_finite", check_finite)
     every = progress_every(progress, spec.epochs)
+    if isinstance(schedule, schedules.ReduceLROnPlateau):  # the loss drives it: it wraps tx
+        tx, schedule = schedule.wrap(tx, spec.steps_per_epoch), None
     opt_state = tx.init(params) if opt_state is None else optim.adopt(tx, params, opt_state)
     spec, lrs = _schedule(schedule, tx, opt_state, spec, dtype)
     _check_memory(spec, params, dtype)

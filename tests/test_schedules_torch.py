@@ -433,24 +433,14 @@ def test_plateau_lrs_are_torchs_bits_for_any_metric(kwargs, per_epoch):
     assert len(set(theirs)) >= 3 or kwargs.get("eps") == 0.01  # it reduced several times
 
 
-def test_plateau_values_do_not_recompile_and_fit_names_the_wrapper():
+def test_plateau_values_do_not_recompile():
     tx = jr.optim.sgd(0.1)
     a = S.ReduceLROnPlateau(factor=0.5, patience=2).wrap(tx, steps_per_epoch=2)
     b = S.ReduceLROnPlateau(factor=0.2, patience=7, cooldown=1).wrap(tx, steps_per_epoch=5)
     assert a == b and hash(a.init) == hash(b.init)  # numbers live in the state
     assert S.ReduceLROnPlateau(mode="max").wrap(tx) != a  # the mode chooses the arithmetic
-    loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
-    params = jr.linear.zeros(1, dtype=np.float64)
-    with pytest.raises(TypeError, match=r"\.wrap\(tx, steps_per_epoch=<batches per epoch>\)"):
-        jr.fit(
-            loss_fn,
-            tx,
-            params,
-            np.ones((4, 1)),
-            np.ones((4, 1)),
-            steps=3,
-            schedule=S.ReduceLROnPlateau(),
-        )
+    with pytest.raises(TypeError, match=r"fit as schedule=\.\.\. \(fit wraps the optimizer\)"):
+        S.ReduceLROnPlateau().lrs(0.1, 3)
     with pytest.raises(TypeError, match="needs a jaxreg optimizer"):
         S.ReduceLROnPlateau().wrap(optax.sgd(0.1))
 
@@ -613,6 +603,30 @@ def test_reduce_lr_on_plateau_in_a_fit_reduces_several_times(batch, loop):
             loop=loop,
         )
     assert len(set(lrs)) >= 4, lrs
+
+
+@pytest.mark.parametrize("batch", [None, 10], ids=["full", "mb"])
+def test_fit_wraps_the_optimizer_in_a_plateau_schedule(batch):
+    """fit(schedule=ReduceLROnPlateau(...)) is fit(tx=....wrap(tx, batches per epoch)):
+    the same numbers to the bit, the lr reduced, and the state it returns goes on."""
+    x, y, w0, b0 = _problem()
+    loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
+    plateau = S.ReduceLROnPlateau(patience=2, factor=0.5, threshold=1e-3)
+    per_epoch = 1 if batch is None else -(-len(x) // batch)
+    with jax.enable_x64(True):
+        params = jr.linear.Params(w0, b0)
+        mb = {} if batch is None else {"batch_size": batch, "shuffle": False}
+        given = jr.fit(loss_fn, jr.optim.sgd(0.5), params, x, y, epochs=40, schedule=plateau, **mb)
+        wrapped = plateau.wrap(jr.optim.sgd(0.5), steps_per_epoch=per_epoch)
+        by_hand = jr.fit(loss_fn, wrapped, params, x, y, epochs=40, **mb)
+        np.testing.assert_array_equal(given.losses, by_hand.losses)
+        np.testing.assert_array_equal(given.params.weight, by_hand.params.weight)
+        assert float(given.opt_state.lr) < 0.5 / 2  # reduced at least twice
+        more = jr.fit(
+            loss_fn, jr.optim.sgd(0.5), given.params, x, y, epochs=5, schedule=plateau,
+            opt_state=given.opt_state, **mb,
+        )  # fmt: skip
+        assert float(more.opt_state.lr) <= float(given.opt_state.lr)
 
 
 def test_plateau_state_is_returned_and_goes_on():

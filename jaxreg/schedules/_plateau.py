@@ -152,7 +152,8 @@ class _Update:
 class ReduceLROnPlateau:
     """`torch.optim.lr_scheduler.ReduceLROnPlateau`, driven by the loss inside the loop.
 
-    Use it around the optimizer, not as `fit`'s `schedule=`:
+    `fit(..., schedule=ReduceLROnPlateau(...))` wraps the optimizer in it; the same, by
+    hand (also for `make_step` loops):
 
         tx = jr.schedules.ReduceLROnPlateau(patience=5, factor=0.5).wrap(
             jr.optim.sgd(0.1), steps_per_epoch=4)
@@ -205,8 +206,9 @@ class ReduceLROnPlateau:
         """Refused: the learning rates depend on the losses (see `wrap`)."""
         raise TypeError(
             "ReduceLROnPlateau follows the loss, so it has no learning rates fixed before "
-            "training: pass tx=jr.schedules.ReduceLROnPlateau(...).wrap(tx, "
-            "steps_per_epoch=<batches per epoch>) to fit instead of schedule=..."
+            "training: pass it to fit as schedule=... (fit wraps the optimizer), or "
+            "tx=jr.schedules.ReduceLROnPlateau(...).wrap(tx, steps_per_epoch=<batches per "
+            "epoch>)"
         )
 
     def wrap(self, tx: Any, steps_per_epoch: int = 1) -> optax.GradientTransformationExtraArgs:
