@@ -72,6 +72,7 @@ class Dataset:
         self._statistics: dict[tuple[Any, bool], gram.Statistics] = {}
         self._placed: dict[Any, tuple[Any, Any, Any, str]] = {}
         self._weights: dict[Any, Any] = {}
+        self._models = False  # a leading model axis (fit_many): y (M, n) of class indices
 
     @property
     def n(self) -> int:
@@ -101,6 +102,17 @@ class Dataset:
         out._weights = {}
         return out
 
+    def for_models(self) -> Dataset:
+        """This data read as `fit_many`'s: a leading model axis M before the rows, so an
+        (M, n) integer y holds class indices (`fit`'s (n,))."""
+        if self._models:
+            return self
+        out = object.__new__(Dataset)
+        out.__dict__.update(self.__dict__)
+        out._models = True
+        out._converted, out._placed, out._ranges_checked = {}, {}, set()
+        return out
+
     def placed_weight(self, dtype: Any, where: Any) -> Any:
         """The sample weights as float `dtype` (None without), placed like y: row-sharded
         over `where` (`placed(dtype)`'s `DataMesh`) when y is, converted once per dtype."""
@@ -120,7 +132,7 @@ class Dataset:
         dtype = np.dtype(dtype)
         got = self._converted.get(dtype)
         if got is None:
-            y = _class_indices(self.y)
+            y = _class_indices(self.y, self._models)
             got = (_convert("x", self.x, dtype), _convert("y", self.y, dtype) if y is None else y)
             got = tuple(distributed.unsplit(a) for a in got)  # a 1-device mesh's rows: whole
             self._converted[dtype] = got
@@ -162,12 +174,13 @@ class Dataset:
     def _check_class_indices(self, objective: Objective) -> None:
         """A loss over classes given a 1-D y: it must be integer, each >= 0 or ignore_index.
         (Indices >= the number of classes make the loss NaN: `fit` names the step.)"""
-        if np.ndim(self.y) != 1:
+        if np.ndim(self.y) != 1 + self._models:
             return  # class probabilities (n, k), checked by the loss
         name = objective.loss.__name__
         if not jnp.issubdtype(self.y.dtype, jnp.integer):
+            shape = "(M, n)" if self._models else "(n,)"
             raise TypeError(
-                f"{name} takes class indices: y (n,) must be integers, got {self.y.dtype}; "
+                f"{name} takes class indices: y {shape} must be integers, got {self.y.dtype}; "
                 "convert it with y.astype(int) (torch: an int64 tensor)."
             )
         ignore = dict(objective.static_kwargs).get("ignore_index", -100)
@@ -179,10 +192,11 @@ class Dataset:
         y = np.asarray(self.y)
         bad = (y < 0) & (y != ignore)
         if bad.any():
-            row = int(np.argmax(bad))
+            first = np.unravel_index(int(np.argmax(bad)), y.shape)
+            where = f"model {first[0]}, row {first[1]}" if self._models else f"row {first[0]}"
             raise ValueError(
                 f"{name}: class indices must be >= 0 (or ignore_index={ignore}), but y has "
-                f"{int(bad.sum())} negative, the first {int(y[row])} at row {row}."
+                f"{int(bad.sum())} negative, the first {int(y[first])} at {where}."
             )
         self._ranges_checked.add(key)
 
@@ -276,12 +290,13 @@ def _count_outside(y, low, high):
     return jnp.sum((y < low) | (y > high))
 
 
-def _class_indices(y: Any) -> Any:
-    """A 1-D integer y as int32 (class indices stay integers), or None for any other y.
+def _class_indices(y: Any, models: bool = False) -> Any:
+    """A 1-D integer y (2-D with a leading model axis) as int32 (class indices stay
+    integers), or None for any other y.
 
     Values beyond int32 (not class indices) return None: they are converted to float as
     before."""
-    if np.ndim(y) != 1 or not jnp.issubdtype(y.dtype, jnp.integer):
+    if np.ndim(y) != 1 + models or not jnp.issubdtype(y.dtype, jnp.integer):
         return None
     if np.dtype(y.dtype) == np.int32:
         return y

@@ -214,13 +214,17 @@ def fit(
     return FitResult(params_out, state_out, losses, history if record_history else None)
 
 
-def boundary(loss_fn, tx, params, x, y, sample_weight=None) -> tuple[Any, Dataset, np.dtype]:
+def boundary(
+    loss_fn, tx, params, x, y, sample_weight=None, *, models: bool = False
+) -> tuple[Any, Dataset, np.dtype]:
     """The validated objective, dataset (with `sample_weight`, if given) and training
-    dtype of a `fit`/`fit_many` call."""
+    dtype of a `fit`/`fit_many` call (`models`: fit_many's leading model axis)."""
     optim.check_transformation(tx)
     objective = as_objective(loss_fn)
     dtype = _checks.params_dtype(params)
     data = as_dataset(x, y).with_sample_weight(sample_weight)
+    if models:
+        data = data.for_models()
     data.check_for(objective)
     return objective, data, dtype
 

@@ -76,7 +76,7 @@ def fit_many(
       params: a pytree whose leaves have a leading model axis M (e.g. `Params` with
         weight (M, out, in) and bias (M, out)). Build it with `jax.vmap(jr.linear.init)`.
       x: (M, n, in) inputs, or a `jaxreg.Dataset` of them; y: (M, n, out) targets (same n
-        for every model). Rows may be sharded over a mesh axis (`PartitionSpec(None,
+        for every model), or (M, n) integer class indices (`losses.cross_entropy`/`nll`). Rows may be sharded over a mesh axis (`PartitionSpec(None,
         "data")` for x and y): each model trains data-parallel (`jaxreg.distributed`).
       steps: updates per model.
       opt_state: per-model optimizer states (leading axis M); default
@@ -91,7 +91,7 @@ def fit_many(
       `ManyResult(params, opt_state, losses (M, steps), history)`; `.model(m)` gives
       model m's results in `fit`'s form.
     """
-    objective, data, dtype = boundary(loss_fn, tx, params, x, y)
+    objective, data, dtype = boundary(loss_fn, tx, params, x, y, models=True)
     if data.sample_weight is not None:
         raise ValueError(
             "fit_many takes per-sample weights as fit_many(..., sample_weight=w) with w of "

@@ -68,3 +68,31 @@ def test_divergence_names_the_models():
         fit_many(obj, jr.optim.sgd(0.5), params, x, y, steps=30)
     res = fit_many(obj, jr.optim.sgd(0.5), params, x, y, steps=30, check_finite=False)
     assert not np.isfinite(res.losses[3]).all() and np.isfinite(res.losses[0]).all()
+
+
+def test_class_indices_train_each_softmax_model_as_fit_does():
+    """(M, n) integer targets are class indices for cross_entropy (fit's (n,)), not floats."""
+    rng = np.random.default_rng(3)
+    m, n, d, k = 3, 40, 4, 3
+    x = rng.standard_normal((m, n, d))
+    y = rng.integers(0, k, size=(m, n))
+    params = jax.vmap(lambda key: jr.softmax.init(key, d, k, dtype=jnp.float64))(
+        jax.random.split(jax.random.key(1), m)
+    )
+    obj = jr.objective(jr.softmax.logits, jr.losses.cross_entropy, label_smoothing=0.1)
+    with jax.enable_x64(True):
+        res = fit_many(obj, jr.optim.adam(0.05), params, x, y, steps=15)
+        for j in range(m):
+            alone = jr.fit(
+                obj, jr.optim.adam(0.05), jax.tree.map(lambda a, j=j: a[j], params), x[j], y[j],
+                steps=15,
+            )  # fmt: skip
+            np.testing.assert_allclose(res.model(j).losses, alone.losses, rtol=FLOAT64_RTOL)
+            for a, b in zip(jax.tree.leaves(res.model(j).params), jax.tree.leaves(alone.params)):
+                np.testing.assert_allclose(a, b, rtol=FLOAT64_RTOL, atol=1e-15)
+    with pytest.raises(TypeError, match=r"y \(M, n\) must be integers"):
+        fit_many(obj, jr.optim.sgd(0.1), params, x, y.astype(float), steps=2)
+    bad = y.copy()
+    bad[2, 7] = -3
+    with pytest.raises(ValueError, match="the first -3 at model 2, row 7"):
+        fit_many(obj, jr.optim.sgd(0.1), params, x, bad, steps=2)
