@@ -76,8 +76,9 @@ def fit_many(
       params: a pytree whose leaves have a leading model axis M (e.g. `Params` with
         weight (M, out, in) and bias (M, out)). Build it with `jax.vmap(jr.linear.init)`.
       x: (M, n, in) inputs, or a `jaxreg.Dataset` of them; y: (M, n, out) targets (same n
-        for every model), or (M, n) integer class indices (`losses.cross_entropy`/`nll`). Rows may be sharded over a mesh axis (`PartitionSpec(None,
-        "data")` for x and y): each model trains data-parallel (`jaxreg.distributed`).
+        for every model), or (M, n) integer class indices (`losses.cross_entropy`/`nll`).
+        Rows may be sharded over a mesh axis (`PartitionSpec(None, "data")` for x and y):
+        each model trains data-parallel (`jaxreg.distributed`).
       steps: updates per model.
       opt_state: per-model optimizer states (leading axis M); default
         `jax.vmap(tx.init)(params)`. Its hyperparameters are `tx`'s (`jaxreg.optim.adopt`).

@@ -88,7 +88,9 @@ def test_class_indices_train_each_softmax_model_as_fit_does():
                 steps=15,
             )  # fmt: skip
             np.testing.assert_allclose(res.model(j).losses, alone.losses, rtol=FLOAT64_RTOL)
-            for a, b in zip(jax.tree.leaves(res.model(j).params), jax.tree.leaves(alone.params)):
+            for a, b in zip(
+                jax.tree.leaves(res.model(j).params), jax.tree.leaves(alone.params), strict=True
+            ):
                 np.testing.assert_allclose(a, b, rtol=FLOAT64_RTOL, atol=1e-15)
     with pytest.raises(TypeError, match=r"y \(M, n\) must be integers"):
         fit_many(obj, jr.optim.sgd(0.1), params, x, y.astype(float), steps=2)
