@@ -42,7 +42,7 @@ import numpy as np
 
 import jaxreg
 from benchmarks import cases, memory, plot, roofline, scaling
-from benchmarks.timing import measure
+from benchmarks.timing import fmt_time, measure
 from jaxreg import cli, files
 
 TORCH_EAGER = "torch eager"
@@ -171,8 +171,8 @@ def _gram_row(p, data, args, reference) -> dict:
     if t:
         ratio = f"  x{row['x_torch_eager']:.3g} vs eager" if "x_torch_eager" in row else ""
         print(
-            f"{p.name:28s} {row['backend']:18s} {_fmt_time(t['median']):>10s}/step "
-            f"({_fmt_time(t['median'] * t['work'])} a {t['work']}-step call, precompute "
+            f"{p.name:28s} {row['backend']:18s} {fmt_time(t['median']):>10s}/step "
+            f"({fmt_time(t['median'] * t['work'])} a {t['work']}-step call, precompute "
             f"counted)" + ratio,
             flush=True,
         )
@@ -227,7 +227,7 @@ def _minibatch(args) -> list[dict]:
             print(
                 f"{mp.name:28s} b={b:<5d} {name:22s} "
                 + (
-                    f"{_fmt_time(t['median']):>10s}/epoch ({row['note']})" + ratios
+                    f"{fmt_time(t['median']):>10s}/epoch ({row['note']})" + ratios
                     if t
                     else row.get("error", "")
                 ),
@@ -302,14 +302,6 @@ def _many(args) -> list[dict]:
 # ---------------------------------------------------------------------------- report
 
 
-def _fmt_time(s: float) -> str:
-    if s < 1e-3:
-        return f"{s * 1e6:.3g} µs"
-    if s < 1:
-        return f"{s * 1e3:.3g} ms"
-    return f"{s:.3g} s"
-
-
 def _fmt_bytes(b: float) -> str:
     return f"{b / 2**20:.0f} MiB" if abs(b) >= 2**20 else f"{b / 2**10:.0f} KiB"
 
@@ -327,9 +319,8 @@ def _print_row(row: dict) -> None:
     if "floor_share" in row:
         extra += f"  {row['floor_share'] * 100:.0f}% of floor"
     print(
-        f"{row['problem']:28s} {row['backend']:18s} {_fmt_time(t['median']):>10s}/step "
-        f"[{_fmt_time(t['q1'])} - {_fmt_time(t['q3'])}]  first call {_fmt_time(t['first_s'])}"
-        + extra,
+        f"{row['problem']:28s} {row['backend']:18s} {fmt_time(t['median']):>10s}/step "
+        f"[{fmt_time(t['q1'])} - {fmt_time(t['q3'])}]  first call {fmt_time(t['first_s'])}" + extra,
         flush=True,
     )
 
@@ -355,9 +346,9 @@ def markdown(results: dict) -> str:
         ratio = f"{r['x_torch_eager']:.3g}" if "x_torch_eager" in r else ""
         floor = f"{r['floor_share'] * 100:.0f}%" if "floor_share" in r else ""
         lines.append(
-            f"| {r['problem']} | {r['backend']} | {_fmt_time(t['median'])} | "
-            f"{_fmt_time(t['q1'])} – {_fmt_time(t['q3'])} | {t['per_second']:.3g} | {ratio} | "
-            f"{_fmt_time(t['first_s'])} | {floor} |"
+            f"| {r['problem']} | {r['backend']} | {fmt_time(t['median'])} | "
+            f"{fmt_time(t['q1'])} – {fmt_time(t['q3'])} | {t['per_second']:.3g} | {ratio} | "
+            f"{fmt_time(t['first_s'])} | {floor} |"
         )
     if results.get("many"):
         lines += [
@@ -373,7 +364,7 @@ def markdown(results: dict) -> str:
             a = r.get("x_torch loop over models")
             b = r.get("x_torch bmm (batched)")
             lines.append(
-                f"| {r['problem']} | {r['backend']} | {_fmt_time(t['median'])} | "
+                f"| {r['problem']} | {r['backend']} | {fmt_time(t['median'])} | "
                 f"{f'{a:.3g}' if a else ''} | {f'{b:.3g}' if b else ''} | {r.get('note', '')} |"
             )
     lines += _markdown_extra(results)
@@ -404,8 +395,8 @@ def _markdown_extra(results: dict) -> list[str]:
                 continue
             a, b = r.get(f"x_{loader}"), r.get(f"x_{perm}")
             lines.append(
-                f"{head} {_fmt_time(t['median'])} | {_fmt_time(t['q1'])} – "
-                f"{_fmt_time(t['q3'])} | {f'{a:.3g}' if a else ''} | {f'{b:.3g}' if b else ''} "
+                f"{head} {fmt_time(t['median'])} | {fmt_time(t['q1'])} – "
+                f"{fmt_time(t['q3'])} | {f'{a:.3g}' if a else ''} | {f'{b:.3g}' if b else ''} "
                 f"| {r['note']} |"
             )
     if results.get("gram"):
@@ -423,7 +414,7 @@ def _markdown_extra(results: dict) -> list[str]:
             x = r.get("x_torch_eager")
             lines.append(
                 f"| {r['problem']} | {r['backend']} | {t['work']} | "
-                f"{_fmt_time(t['median'] * t['work'])} | {_fmt_time(t['median'])} | "
+                f"{fmt_time(t['median'] * t['work'])} | {fmt_time(t['median'])} | "
                 f"{f'{x:.3g}' if x else ''} | {r.get('note', '')} |"
             )
     if results.get("memory"):

@@ -41,7 +41,7 @@ import numpy as np
 
 import jaxreg as jr
 from benchmarks import cases
-from benchmarks.timing import jax_sync, measure
+from benchmarks.timing import fmt_time, jax_sync, measure
 from jaxreg import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,14 +176,6 @@ def child(n: int, d: int, steps: int, batch: int, repeats: int, lr: float) -> No
 # ---------------------------------------------------------------------------- report
 
 
-def _fmt_time(s: float) -> str:
-    if s < 1e-3:
-        return f"{s * 1e6:.3g} µs"
-    if s < 1:
-        return f"{s * 1e3:.3g} ms"
-    return f"{s:.3g} s"
-
-
 def _unit(kind: str) -> str:
     return "step" if kind == FULL else "epoch"
 
@@ -196,9 +188,8 @@ def _print_row(r: dict) -> None:
         return
     ratio = f"  x{r['x_1_device']:.3g} vs 1 device" if "x_1_device" in r else ""
     print(
-        f"{head} {_fmt_time(t['median']):>10s}/{_unit(r['kind'])} "
-        f"[{_fmt_time(t['q1'])} - {_fmt_time(t['q3'])}]  first call {_fmt_time(t['first_s'])}"
-        + ratio,
+        f"{head} {fmt_time(t['median']):>10s}/{_unit(r['kind'])} "
+        f"[{fmt_time(t['q1'])} - {fmt_time(t['q3'])}]  first call {fmt_time(t['first_s'])}" + ratio,
         flush=True,
     )
 
@@ -225,8 +216,8 @@ def markdown(rows: list[dict]) -> list[str]:
             continue
         x = r.get("x_1_device")
         lines.append(
-            f"{head} {_fmt_time(t['median'])}/{_unit(r['kind'])} | {_fmt_time(t['q1'])} – "
-            f"{_fmt_time(t['q3'])} | {f'{x:.3g}' if x else ''} | {_fmt_time(t['first_s'])} |"
+            f"{head} {fmt_time(t['median'])}/{_unit(r['kind'])} | {fmt_time(t['q1'])} – "
+            f"{fmt_time(t['q3'])} | {f'{x:.3g}' if x else ''} | {fmt_time(t['first_s'])} |"
         )
     return lines
 

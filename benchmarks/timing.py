@@ -40,6 +40,15 @@ class Timing:
         return dataclasses.asdict(self) | {"per_second": self.per_second}
 
 
+def fmt_time(s: float) -> str:
+    """A duration in the unit that keeps it short: µs, ms or s, three significant digits."""
+    if s < 1e-3:
+        return f"{s * 1e6:.3g} µs"
+    if s < 1:
+        return f"{s * 1e3:.3g} ms"
+    return f"{s:.3g} s"
+
+
 def no_sync(_result: Any) -> None:
     """For work that is finished when it returns (NumPy, torch on CPU)."""
 

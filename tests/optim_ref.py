@@ -8,12 +8,36 @@ parity scenario and `parity.verify` use.
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
 from parity.programs import torch_loop
+
+F64_EPS = float(np.finfo(np.float64).eps)
+F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def optim_db() -> list:
+    """torch's own optimizer test table (`common_optimizers.optim_db`: per class, the
+    configurations it tests and the inputs it must refuse). Its module needs `expecttest`
+    (a test dependency here) and warns on import that `hypothesis` is missing, which it
+    uses only for torch's own randomized tests."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Fail to import hypothesis", ImportWarning)
+        module = importlib.import_module("torch.testing._internal.common_optimizers")
+    return module.optim_db
+
+
+def torch_configurations(name: str) -> list[dict]:
+    """The keyword arguments torch tests `torch.optim.<name>` with on CPU
+    (`optim_inputs_func`)."""
+    (info,) = [i for i in optim_db() if i.optim_cls.__name__ == name]
+    return [dict(given.kwargs) for given in info.optim_inputs_func(device="cpu")]
+
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 

@@ -19,12 +19,9 @@ The bounds, all computed from the data in float64 NumPy:
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
+import processes
 import pytest
 
 CHILD = textwrap.dedent(
@@ -191,21 +188,7 @@ CHILD = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    script = tmp_path_factory.mktemp("child") / "child.py"
-    script.write_text(CHILD)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    env.pop("JAX_PLATFORMS", None)
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,  # a hang fails the test instead of the session
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    assert proc.returncode == 0 and "DONE" in proc.stdout, proc.stderr[-4000:]
-    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return rows
+    return processes.run_on_devices(CHILD, 4, tmp_path_factory.mktemp("child"))
 
 
 def _rows(results, prefix):

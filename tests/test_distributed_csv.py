@@ -22,9 +22,9 @@ import sys
 import textwrap
 
 import numpy as np
+import processes
 
 import jaxreg as jr
-from jaxreg import distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T = 8  # steps of the two-process fit
@@ -144,49 +144,16 @@ WORKER = textwrap.dedent(
 )
 
 
-def _problem(n=256, d=3, out=2):
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, size=d) + 1.0
-    y = x @ rng.normal(size=(d, out)) + 0.3 * rng.normal(size=(n, out))
-    return x, y
-
-
-def _trajectory_bound(x, y, thetas, lr):
-    """||theta_T (2 processes) - theta_T (1 process)|| for plain SGD on mse in float64 with
-    lr = 1 / lambda_max (tests/test_distributed.py's derivation): each step's gradient
-    differs by at most `sum_error_bound` per component (two orders of the row sum), the
-    update's own rounding adds 4u |theta_t+1|, and an earlier difference does not grow."""
-    u = np.finfo(np.float64).eps / 2
-    n, out = y.shape
-    d = x.shape[1]
-    total = 0.0
-    for t in range(T):
-        w, b = thetas[t][: out * d].reshape(out, d), thetas[t][out * d :]
-        r = np.abs(x @ w.T + b - y)
-        bw = distributed.sum_error_bound(n, 2 / (n * out) * (r.T @ np.abs(x)), np.float64)
-        bb = distributed.sum_error_bound(n, 2 / (n * out) * r.sum(0), np.float64)
-        total += lr * np.linalg.norm(np.concatenate([bw.ravel(), bb]))
-        total += 4 * u * np.linalg.norm(thetas[t + 1])
-    return total
-
-
 def test_two_processes_load_their_rows_from_csv_and_fit_as_one(tmp_path):
-    x, y = _problem()
+    x, y = processes.regression(256, 3, 2)
     names = ("x0", "x1", "x2", "y0", "y1")
     good = _write_csv(tmp_path / "good.csv", np.concatenate([x, y], 1), names)
     # row 200 (line 202) is process 1's (rows 128..255): only process 1 may see it
     bad = _write_csv(tmp_path / "bad.csv", np.concatenate([x, y], 1), names, (200, "oops"))
     xt = np.concatenate([x, np.ones((len(x), 1))], axis=1)
     lr = float(1 / (2 / y.size * np.linalg.norm(xt, 2) ** 2))
-    (tmp_path / "worker.py").write_text(WORKER)
     out = tmp_path / "out.json"
-    cmd = [sys.executable, "-m", "jaxreg.launch", "-n", "2", "--timeout", "240"]
-    cmd += [str(tmp_path / "worker.py"), str(good), str(bad), str(out), repr(lr), str(T)]
-    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": ROOT}
-    proc = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, cwd=ROOT
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    processes.launch_two(WORKER, tmp_path, str(good), str(bad), str(out), repr(lr), str(T))
     got = [json.loads((tmp_path / f"out.json.{i}").read_text()) for i in range(2)]
 
     assert [g["rows"] for g in got] == [[0, 128], [128, 256]]
@@ -198,9 +165,7 @@ def test_two_processes_load_their_rows_from_csv_and_fit_as_one(tmp_path):
     p0 = jr.linear.Params(np.full((2, 3), 0.1), np.zeros(2))
     loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
     ref = jr.fit(loss_fn, jr.optim.sgd(lr), p0, x, y, steps=T)
-    thetas = [np.concatenate([np.ravel(a) for a in p0])]
-    thetas += [np.concatenate([np.ravel(np.asarray(h)[t]) for h in ref.history]) for t in range(T)]
-    bound = _trajectory_bound(x, y, thetas, lr)
+    bound = processes.sgd_mse_trajectory_bound(x, y, processes.trajectory(p0, ref.history), lr)
     flat_ref = np.concatenate([np.ravel(np.asarray(a)) for a in ref.params])
     for g in got:  # both processes hold the same replicated result
         diff = np.linalg.norm(np.concatenate([np.ravel(a) for a in g["params"]]) - flat_ref)

@@ -15,6 +15,7 @@ import textwrap
 
 import jax
 import numpy as np
+import processes
 
 import jaxreg as jr
 from jaxreg import distributed, launch
@@ -51,52 +52,22 @@ WORKER = textwrap.dedent(
 )
 
 
-def _problem(n=1024, d=5, out=2):
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, size=d) + 1.0
-    y = x @ rng.normal(size=(d, out)) + 0.3 * rng.normal(size=(n, out))
-    return x, y
-
-
-def _trajectory_bound(x, y, history, p0, lr, lam):
-    """||dtheta_T|| bound of tests/test_distributed.py for float64, plain SGD on mse."""
-    u = np.finfo(np.float64).eps / 2
-    n, out = y.shape
-    thetas = [np.concatenate([np.ravel(a) for a in p0])]
-    thetas += [np.concatenate([np.ravel(h[t]) for h in history]) for t in range(T)]
-    dtheta = 0.0
-    for t in range(T):
-        w, b = thetas[t][:10].reshape(2, 5), thetas[t][10:]
-        r = np.abs(x @ w.T + b - y)
-        bw = distributed.sum_error_bound(n, 2 / (n * out) * (r.T @ np.abs(x)), np.float64)
-        bb = distributed.sum_error_bound(n, 2 / (n * out) * r.sum(0), np.float64)
-        dtheta += lr * np.linalg.norm(np.concatenate([bw.ravel(), bb]))
-        dtheta += 4 * u * np.linalg.norm(thetas[t + 1])
-    return dtheta
-
-
 def test_two_process_fit_equals_one_process_fit(tmp_path):
-    x, y = _problem()
+    x, y = processes.regression(1024, 5, 2)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
     xt = np.concatenate([x, np.ones((len(x), 1))], axis=1)
     lam = 2 / y.size * np.linalg.norm(xt, 2) ** 2
     lr = float(1 / lam)
-    (tmp_path / "worker.py").write_text(WORKER)
     out = tmp_path / "out.json"
-    cmd = [sys.executable, "-m", "jaxreg.launch", "-n", "2", "--timeout", "240"]
-    cmd += [str(tmp_path / "worker.py"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")]
-    cmd += [str(out), repr(lr), str(T)]
-    env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": ROOT}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    data = [str(tmp_path / "x.npy"), str(tmp_path / "y.npy")]
+    processes.launch_two(WORKER, tmp_path, *data, str(out), repr(lr), str(T))
     got = json.loads(out.read_text())
 
     p0 = jr.linear.Params(np.full((2, 5), 0.1), np.zeros(2))
     loss_fn = jr.objective(jr.linear.predict, jr.losses.mse)
     ref = jr.fit(loss_fn, jr.optim.sgd(lr), p0, x, y, steps=T)
-    history = [np.asarray(h) for h in ref.history]
-    bound = _trajectory_bound(x, y, history, [np.asarray(a) for a in p0], lr, lam)
+    bound = processes.sgd_mse_trajectory_bound(x, y, processes.trajectory(p0, ref.history), lr)
     diff = np.linalg.norm(
         np.concatenate([np.ravel(g) for g in got["params"]])
         - np.concatenate([np.ravel(np.asarray(a)) for a in ref.params])

@@ -20,12 +20,9 @@ R is exact; the loss adds 2u|loss_r| per replica for its mean's division). A tra
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
+import processes
 import pytest
 
 from parity.tolerances import FLOAT64
@@ -163,20 +160,7 @@ CHILD = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    script = tmp_path_factory.mktemp("child") / "child.py"
-    script.write_text(CHILD)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    env.pop("JAX_PLATFORMS", None)
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,  # a hang fails the test instead of the session
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    assert proc.returncode == 0 and "DONE" in proc.stdout, proc.stderr[-4000:]
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return processes.run_on_devices(CHILD, 4, tmp_path_factory.mktemp("child"))
 
 
 def _rows(results, prefix, what=None):

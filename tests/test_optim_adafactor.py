@@ -9,9 +9,7 @@ torch_t||_inf / ||torch_t||_inf`, in ulps of the dtype.
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -19,12 +17,10 @@ import optax
 import optim_ref
 import pytest
 import torch
+from optim_ref import F32_EPS, F64_EPS
 from test_optim import STEPS, jax_trajectories, max_relative_deviation
 
 from jaxreg import optim as jro
-
-F64_EPS = float(np.finfo(np.float64).eps)
-F32_EPS = float(np.finfo(np.float32).eps)
 
 # Both sides round each operation in the same order; what differs is the norms' summation
 # order (torch's vectorised reduction against XLA's), torch's CPU sqrt in float32 (not
@@ -35,20 +31,8 @@ F32_EPS = float(np.finfo(np.float32).eps)
 F64_RTOL = 16 * F64_EPS
 F32_RTOL = 32 * F32_EPS
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "Fail to import hypothesis", ImportWarning)
-    common_optimizers = importlib.import_module("torch.testing._internal.common_optimizers")
 
-
-def _torch_configurations() -> list[dict]:
-    (info,) = [i for i in common_optimizers.optim_db if i.optim_cls is torch.optim.Adafactor]
-    return [
-        {k: v for k, v in given.kwargs.items() if k != "foreach"}
-        for given in info.optim_inputs_func(device="cpu")
-    ]
-
-
-TORCH_CASES = _torch_configurations()
+TORCH_CASES = optim_ref.torch_configurations("Adafactor")
 OUR_CASES = [
     {"lr": 0.05, "eps": (1e-3, 1e-2), "d": 2.0},
     {"lr": 0.02, "beta2_decay": -0.5, "weight_decay": 0.05, "maximize": True},

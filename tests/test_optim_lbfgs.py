@@ -12,14 +12,12 @@ search with small learning rates. Deviation: `max_t ||ours_t - torch_t||_inf /
 
 from __future__ import annotations
 
-import importlib
-import warnings
-
 import jax.numpy as jnp
 import numpy as np
 import optim_ref
 import pytest
 import torch
+from optim_ref import F32_EPS, F64_EPS
 from test_optim import max_relative_deviation
 
 import jaxreg as jr
@@ -27,8 +25,6 @@ from jaxreg import optim as jro
 from parity.programs import torch_loop
 
 STEPS = 100
-F64_EPS = float(np.finfo(np.float64).eps)
-F32_EPS = float(np.finfo(np.float32).eps)
 
 # float64: every operation rounded as torch rounds it, in its order; what differs is the
 # gradients' and losses' last bits (torch's matmul, mean and log1p against XLA's), the
@@ -57,17 +53,8 @@ SPREAD_FACTOR = 4.0
 # `SPREAD_FACTOR` times torch's float32-vs-float64 spread (measured: at most 2.2x).
 F32_RTOL = 32 * F32_EPS
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "Fail to import hypothesis", ImportWarning)
-    common_optimizers = importlib.import_module("torch.testing._internal.common_optimizers")
 
-
-def _torch_configurations() -> list[dict]:
-    (info,) = [i for i in common_optimizers.optim_db if i.optim_cls is torch.optim.LBFGS]
-    return [dict(given.kwargs) for given in info.optim_inputs_func(device="cpu")]
-
-
-TORCH_CASES = _torch_configurations()
+TORCH_CASES = optim_ref.torch_configurations("LBFGS")
 OUR_CASES = [
     {"lr": 0.1, "max_iter": 3},
     {"lr": 0.5, "max_iter": 5, "history_size": 2},  # the ring buffer wraps

@@ -12,9 +12,7 @@ Deviation: `max_t ||ours_t - torch_t||_inf / ||torch_t||_inf`, in ulps of the dt
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +21,10 @@ import optax
 import optim_ref
 import pytest
 import torch
+from optim_ref import F32_EPS, F64_EPS
 from test_optim import STEPS, jax_trajectories, max_relative_deviation
 
 from jaxreg import optim as jro
-
-F64_EPS = float(np.finfo(np.float64).eps)
-F32_EPS = float(np.finfo(np.float32).eps)
 
 # float64: both sides round every operation to float64 in the same order, with torch's
 # Python-float scalars reproduced bit for bit; what differs is XLA's FMA contraction, its
@@ -49,11 +45,6 @@ F64_RTOL = 16 * F64_EPS
 # (RAdam). Tolerance 32 eps, the one `test_optim.py` uses for the other optimizers.
 F32_RTOL = 32 * F32_EPS
 
-# torch's test-suite module (needs `expecttest`, a dev dependency here) warns on import
-# that `hypothesis` is missing, which it uses only for its own randomized tests.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "Fail to import hypothesis", ImportWarning)
-    common_optimizers = importlib.import_module("torch.testing._internal.common_optimizers")
 
 FACTORIES = {
     "NAdam": jro.nadam,
@@ -68,7 +59,7 @@ TORCH_ONLY = {"foreach", "fused", "capturable", "differentiable"}
 
 def _torch_configurations() -> list[tuple[str, dict]]:
     found = []
-    for info in common_optimizers.optim_db:
+    for info in optim_ref.optim_db():
         name = info.optim_cls.__name__
         if name in FACTORIES:
             for given in info.optim_inputs_func(device="cpu"):

@@ -10,9 +10,7 @@ ulps of the dtype, over 100 steps.
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +19,7 @@ import optax
 import optim_ref
 import pytest
 import torch
+from optim_ref import F32_EPS, F64_EPS
 from test_optim import max_relative_deviation
 
 import jaxreg as jr
@@ -28,8 +27,6 @@ from jaxreg import optim as jro
 from parity.programs import torch_loop
 
 STEPS = 100
-F64_EPS = float(np.finfo(np.float64).eps)
-F32_EPS = float(np.finfo(np.float32).eps)
 
 # The Newton-Schulz iteration is bfloat16 on both sides and comes out bitwise torch's (its
 # exact sums rounded once, as torch's float32 accumulations of a few exact bfloat16
@@ -40,17 +37,8 @@ F32_EPS = float(np.finfo(np.float32).eps)
 F64_RTOL = 16 * F64_EPS
 F32_RTOL = 32 * F32_EPS
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "Fail to import hypothesis", ImportWarning)
-    common_optimizers = importlib.import_module("torch.testing._internal.common_optimizers")
 
-
-def _torch_configurations() -> list[dict]:
-    (info,) = [i for i in common_optimizers.optim_db if i.optim_cls is torch.optim.Muon]
-    return [dict(given.kwargs) for given in info.optim_inputs_func(device="cpu")]
-
-
-TORCH_CASES = _torch_configurations()
+TORCH_CASES = optim_ref.torch_configurations("Muon")
 OUR_CASES = [
     {"lr": 0.02, "nesterov": False, "adjust_lr_fn": "match_rms_adamw"},
     {"lr": 0.02, "momentum": 0.5, "weight_decay": 0.0, "eps": 1e-3, "adjust_lr_fn": "original"},

@@ -12,9 +12,7 @@ weight and bias turned sparse after `backward`). Configurations: torch's own (`o
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -23,13 +21,12 @@ import optax
 import optim_ref
 import pytest
 import torch
+from optim_ref import F32_EPS, F64_EPS
 from test_optim import max_relative_deviation
 
 from jaxreg import optim as jro
 
 STEPS = 100
-F64_EPS = float(np.finfo(np.float64).eps)
-F32_EPS = float(np.finfo(np.float32).eps)
 
 # Each operation in torch's order and rounding (the moment updates as `m + (g - m)(1 -
 # beta1)`, the step as a rounded tensor added to the parameters); what differs is XLA's
@@ -44,17 +41,8 @@ F32_RTOL = 32 * F32_EPS
 # 1.3e-5. Tolerances: F64_RTOL, and 3e-5 in float32.
 MOMENTS_RTOL = {np.dtype(np.float64): F64_RTOL, np.dtype(np.float32): 3e-5}
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "Fail to import hypothesis", ImportWarning)
-    common_optimizers = importlib.import_module("torch.testing._internal.common_optimizers")
 
-
-def _torch_configurations() -> list[dict]:
-    (info,) = [i for i in common_optimizers.optim_db if i.optim_cls is torch.optim.SparseAdam]
-    return [dict(given.kwargs) for given in info.optim_inputs_func(device="cpu")]
-
-
-TORCH_CASES = _torch_configurations()
+TORCH_CASES = optim_ref.torch_configurations("SparseAdam")
 OUR_CASES = [{"lr": 0.05, "betas": (0.5, 0.9), "eps": 1e-4, "maximize": True}]
 CASES = [pytest.param(k, id=str(k)) for k in TORCH_CASES + OUR_CASES]
 

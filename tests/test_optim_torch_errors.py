@@ -4,20 +4,18 @@
 constructor must refuse and the error (type and message regex). Every entry that concerns
 the arguments jaxreg mirrors (not the params list, nor foreach/fused/capturable) must raise
 the same error type with a matching message here. torch imports that module only with
-`expecttest` installed (not a test dependency of this project): skipped without it.
+`expecttest` installed (a test dependency of this project).
 """
 
 from __future__ import annotations
 
 import re
 
+import optim_ref
 import pytest
 import torch
 
 from jaxreg import optim as jro
-
-pytest.importorskip("expecttest")
-common_optimizers = pytest.importorskip("torch.testing._internal.common_optimizers")
 
 OURS = {"SGD": jro.sgd, "Adam": jro.adam, "AdamW": jro.adamw, "RMSprop": jro.rmsprop}
 OURS["Adagrad"] = jro.adagrad
@@ -27,7 +25,7 @@ TORCH_ONLY = {"foreach", "fused", "capturable", "differentiable"}
 
 
 def _entries():
-    for info in common_optimizers.optim_db:
+    for info in optim_ref.optim_db():
         name = info.optim_cls.__name__
         if name not in OURS:
             continue

@@ -5,14 +5,11 @@ torch: `loss = (F.mse_loss(model(xb), yb, reduction="none") * wb).mean()` (or `.
 `(xb, yb, wb)` from one `DataLoader(TensorDataset(x, y, w))`.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import numpy as np
+import processes
 import pytest
 import torch
 import torch.nn.functional as F
@@ -387,20 +384,7 @@ def test_row_sharded_weights_match_one_device(tmp_path):
     """Weights of row-sharded data are split like y's rows and gathered with the batch
     (2 simulated CPU devices in a child process): the same steps as on one device, in
     fit (full batch, key shuffle, DistributedSampler replicas) and fit_many."""
-    script = tmp_path / "child.py"
-    script.write_text(SHARDED_CHILD)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    env.pop("JAX_PLATFORMS", None)
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,  # a hang fails the test instead of the session
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    )
-    assert proc.returncode == 0 and "DONE" in proc.stdout, proc.stderr[-4000:]
-    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    rows = processes.run_on_devices(SHARDED_CHILD, 2, tmp_path)
     assert [r["case"] for r in rows] == ["full", "key", "replicas", "fit_many"]
     for r in rows:
         assert r["steps"] >= 20, r
