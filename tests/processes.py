@@ -19,16 +19,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 600
 
 
-def run_on_devices(source: str, devices: int, directory: Path) -> list[dict]:
-    """Run `source` as a script with `devices` simulated CPU devices (XLA_FLAGS set before
-    jax is imported, as only a fresh process can); it prints one JSON object a line and
-    "DONE" last. The objects, in order."""
+def run_on_devices(source: str, devices: int, directory: Path, *args: str) -> list[dict]:
+    """Run `source` as a script (command-line `args`) with `devices` simulated CPU devices
+    (XLA_FLAGS set before jax is imported, as only a fresh process can); it prints one JSON
+    object a line and "DONE" last. The objects, in order."""
     script = directory / "child.py"
     script.write_text(source)
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     env.pop("JAX_PLATFORMS", None)
     proc = subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -51,8 +51,8 @@ def launch_two(worker: str, directory: Path, *args: str) -> None:
 
 
 def regression(n: int, d: int, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """A float64 least-squares problem with unequal column scales and an offset (so the
-    row sums of the gradient do not cancel to nothing)."""
+    """A float64 least-squares problem: columns of unequal scale around a mean of 1, targets
+    linear in them plus noise (seeded: the same data in every test)."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, size=d) + 1.0
     y = x @ rng.normal(size=(d, out)) + 0.3 * rng.normal(size=(n, out))

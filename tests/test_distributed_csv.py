@@ -16,9 +16,6 @@ Every wait is bounded (launcher --timeout, subprocess timeouts, initialize's tim
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -26,9 +23,7 @@ import processes
 
 import jaxreg as jr
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T = 8  # steps of the two-process fit
-SUBPROCESS_TIMEOUT_S = 300  # a start of JAX in each process plus a compile, on a busy machine
 
 CHILD_4 = textwrap.dedent(
     r"""
@@ -63,6 +58,7 @@ CHILD_4 = textwrap.dedent(
         distributed.load_csv_rows(odd, distributed.row_sharding())
     except ValueError as e:
         print(json.dumps({"odd": str(e)}), flush=True)
+    print("DONE", flush=True)
     """
 )
 
@@ -85,18 +81,7 @@ def test_four_devices_hold_their_rows_of_the_whole_file(tmp_path):
     table = rng.normal(size=(64, 2))
     path = _write_csv(tmp_path / "t.csv", table, ("a", "b"))
     odd = _write_csv(tmp_path / "odd.csv", table[:10], ("a", "b"))
-    (tmp_path / "child.py").write_text(CHILD_4)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    env["PYTHONPATH"] = ROOT
-    proc = subprocess.run(
-        [sys.executable, str(tmp_path / "child.py"), str(path), str(odd)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    out = processes.run_on_devices(CHILD_4, 4, tmp_path, str(path), str(odd))
     meshes = [o for o in out if "kind" in o]
     assert [o["kind"] for o in meshes] == ["explicit", "auto"]
     for o in meshes:

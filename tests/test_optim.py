@@ -28,7 +28,7 @@ from jaxreg import optim as jro
 from jaxreg.optim._adam import bias_corrections
 
 STEPS = 100
-F32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7
+F32_EPS = optim_ref.F32_EPS  # 1.19e-7
 
 # float64: both sides round each operation to float64, so trajectories agree to a few
 # float64 ulps (measured worst: 5 eps = 1.1e-15); 1e-12 leaves room for far longer runs.
