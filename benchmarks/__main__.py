@@ -444,6 +444,13 @@ def _markdown_extra(results: dict) -> list[str]:
     return lines
 
 
+# Large full batch, per model: (× torch eager, share of the one-read floor) that issue 7
+# asks of `fit` (logistic: 3x and 50%; linear: 2x), and the earlier stretch goal of 75% of
+# the floor for both.
+_LARGE_TARGETS = {"linear": (2, 0.75), "logistic": (3, 0.5)}
+_FLOOR_STRETCH = 0.75
+
+
 def targets(results: dict) -> list[dict]:
     """The issue's speed targets, checked against this run's rows."""
     rows = {(r["problem"], r["backend"]): r for r in results["rows"]}
@@ -454,6 +461,7 @@ def targets(results: dict) -> list[dict]:
 
     for problem, need in (
         ("linear n=3 d=1", 300),
+        ("logistic n=3 d=1", 300),
         ("linear n=100 d=3", 300),
         ("logistic n=100 d=3", 100),
     ):
@@ -490,22 +498,24 @@ def targets(results: dict) -> list[dict]:
                 }
             )
         if backend == "jaxreg fit" and row.get("size") == "large" and row.get("timing"):
+            need, floor = _LARGE_TARGETS[problem.split()[0]]
             r = row.get("x_torch_eager", 0)
             out.append(
                 {
-                    "target": f"fit ≥2× torch eager, {problem}",
+                    "target": f"fit ≥{need}× torch eager, {problem}",
                     "measured": f"{r:.2f}×",
-                    "met": r >= 2,
+                    "met": r >= need,
                 }
             )
             s = row.get("floor_share", 0)
-            out.append(
-                {
-                    "target": f"fit ≥75% of the one-read floor, {problem}",
-                    "measured": f"{s * 100:.0f}%",
-                    "met": s >= 0.75,
-                }
-            )
+            for share in sorted({floor, _FLOOR_STRETCH}):
+                out.append(
+                    {
+                        "target": f"fit ≥{share:.0%} of the one-read floor, {problem}",
+                        "measured": f"{s * 100:.0f}%",
+                        "met": s >= share,
+                    }
+                )
     out += _targets_extra(results)
     for r in results.get("many", []):
         if r["backend"].startswith("jaxreg") and r.get("timing"):
