@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -195,6 +196,7 @@ def _launch(module: str, workdir: Path, timeout_s: float, env=None) -> None:
                 )
             )
     deadline = time.monotonic() + timeout_s
+    stopped: set[int] = set()  # ranks this function killed (after another's failure)
     try:
         while any(p.poll() is None for p in procs):
             failed = [p for p in procs if p.poll() not in (None, 0)]
@@ -202,19 +204,36 @@ def _launch(module: str, workdir: Path, timeout_s: float, env=None) -> None:
                 break
             time.sleep(0.05)
     finally:
-        for p in procs:
+        for r, p in enumerate(procs):
             if p.poll() is None:
                 p.kill()
+                stopped.add(r)
             p.wait()
-    bad = [(r, p.returncode) for r, p in enumerate(procs) if p.returncode != 0]
-    bad.sort(key=lambda b: b[1] < 0)  # a process that failed before those stopped here
+    timed_out = time.monotonic() > deadline
+    bad = [r for r, p in enumerate(procs) if p.returncode != 0]
     if bad:
-        r, code = bad[0]
-        why = "timed out" if time.monotonic() > deadline else f"exited with {code}"
-        output = logs[r].read_text(errors="replace")[-3000:]
-        raise RuntimeError(
-            f"{module} rank {r} {why} (limit {timeout_s:g} s); its output:\n{output}"
+        first = next((r for r in bad if r not in stopped), bad[0])  # the rank that failed
+        why = "timed out" if timed_out and first in stopped else _exit(procs[first].returncode)
+        ranks = "; ".join(
+            f"rank {r}: " + ("stopped here" if r in stopped else _exit(procs[r].returncode))
+            for r in range(WORLD)
         )
+        output = logs[first].read_text(errors="replace")[-3000:]
+        raise RuntimeError(
+            f"{module} rank {first} {why} (limit {timeout_s:g} s) [{ranks}]; its output:\n{output}"
+        )
+
+
+def _exit(code: int) -> str:
+    """A process's return code in words; a signal this module did not send is named."""
+    if code >= 0:
+        return f"exited with {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    hint = " (not sent by parity: the system's out-of-memory killer?)" if code == -9 else ""
+    return f"killed by {name}{hint}"
 
 
 def _trajectory(path: Path) -> Trajectory:

@@ -9,6 +9,7 @@ bounded (`parity.distributed.run`'s timeout per launch, ports picked free).
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
@@ -52,3 +53,21 @@ def test_a_run_past_its_time_is_stopped_with_a_clear_error():
         RuntimeError, match=r"parity.programs.ddp rank \d timed out \(limit 0.5 s\)"
     ):
         distributed.run(scenarios, timeout_s=0.5)
+
+
+def test_a_rank_killed_from_outside_is_named_with_every_ranks_fate(tmp_path):
+    """A rank killed by SIGKILL that parity did not send (the OOM killer, say) is the one
+    reported, named as such, and the rank parity then stopped is listed as stopped."""
+    (tmp_path / "victim.py").write_text(
+        "import os, signal, sys, time\n"
+        "if sys.argv[1] == '0':\n"
+        "    time.sleep(0.5)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "time.sleep(60)\n"
+    )
+    path = f"{distributed.ROOT}{os.pathsep}{tmp_path}"
+    with pytest.raises(RuntimeError) as err:
+        distributed._launch("victim", tmp_path, timeout_s=30, env={"PYTHONPATH": path})
+    message = str(err.value)
+    assert message.startswith("victim rank 0 killed by SIGKILL (not sent by parity"), message
+    assert "[rank 0: killed by SIGKILL" in message and "rank 1: stopped here]" in message
