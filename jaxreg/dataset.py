@@ -84,10 +84,13 @@ class Dataset:
         w = "" if w is None else f", sample_weight: {_describe(w)}"
         return f"Dataset(x: {_describe(self.x)}, y: {_describe(self.y)}{w})"
 
-    def with_sample_weight(self, sample_weight: Any, *, rows: Any = None) -> Dataset:
+    def with_sample_weight(
+        self, sample_weight: Any, *, rows: Any = None, leading: str = "model"
+    ) -> Dataset:
         """This data with per-sample weights (checked), sharing its checks and conversions
         of x and y; `sample_weight=None` returns this `Dataset`. `rows`: the leading shape
-        of one weight per row (default (n,); `fit_many`'s (M, n))."""
+        of one weight per row (default (n,); `fit_many`'s (M, n); a replica step's (R, b)),
+        and `leading` what its first axis counts ("model", "replica"), for the errors."""
         if sample_weight is None:
             return self
         if self.sample_weight is not None:
@@ -98,7 +101,9 @@ class Dataset:
         out = object.__new__(Dataset)
         out.__dict__.update(self.__dict__)
         rows = self.n if rows is None else rows
-        out.sample_weight = check_sample_weight(sample_weight, rows, np.shape(self.y))
+        out.sample_weight = check_sample_weight(
+            sample_weight, rows, np.shape(self.y), leading=leading
+        )
         out._weights = {}
         return out
 

@@ -160,16 +160,19 @@ def _takes_reduction(loss: Any) -> bool:
     )
 
 
-def check_sample_weight(w: Any, n: int | tuple[int, ...], y_shape: tuple[int, ...]) -> Any:
+def check_sample_weight(
+    w: Any, n: int | tuple[int, ...], y_shape: tuple[int, ...], *, leading: str = "model"
+) -> Any:
     """`w` as an array of (n,), (n, 1) or y's shape, finite and nonnegative, else a
     `TypeError`/`ValueError` naming `sample_weight` and the fix. `n` may be a tuple:
-    `fit_many`'s (M, n), one weight per model and row."""
+    `fit_many`'s (M, n), one weight per model and row (`leading` names the first axis:
+    "model", or "replica" for a replica step's (R, b))."""
     w = _checks.as_array("sample_weight", w)
     shape = tuple(np.shape(w))
     rows = (n,) if isinstance(n, int) else tuple(n)
     allowed = [rows, (*rows, 1), tuple(y_shape)]
     if shape not in allowed:
-        what = "row of x and y" if len(rows) == 1 else "model and row of x and y"
+        what = "row of x and y" if len(rows) == 1 else f"{leading} and row of x and y"
         raise ValueError(
             f"sample_weight has shape {shape}; it takes one weight per {what}: shape "
             f"{rows} or {(*rows, 1)}, or one per element of y, {tuple(y_shape)}."

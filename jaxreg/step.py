@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 import optax
 
 from jaxreg import _checks, distributed, gradients, optim
@@ -183,16 +184,18 @@ class Step:
         last = self._weighted
         if last is not None and last[0] is x and last[1] is y and last[2] is w:
             return last[3], last[4]
-        if self.replicas:
-            raise ValueError(
-                "make_step(replicas=True) does not take sample weights yet: use "
-                "fit(..., sampler=..., sample_weight=w), which gathers each replica's weights"
-            )
-        data = self._data(x, y).with_sample_weight(w)
+        data = self._data(x, y)
+        # replicas: x (R, b, ...) holds R batches; a weight per replica and row, (R, b)
+        rows = np.shape(data.x)[:2] if self.replicas else None
+        data = data.with_sample_weight(w, rows=rows, leading="replica")
         if data.sample_weight is None:
             return data, self._objective
         xd, yd = data.arrays(_checks.params_dtype(params))
-        objective = weighted(self._objective, self._reduction, params, xd, yd, data.sample_weight)
+        ws = data.sample_weight
+        if self.replicas:  # the loss a replica computes on its own batch: check one's shapes
+            _check_replica_batches(xd, yd, None)
+            xd, yd, ws = (jax.ShapeDtypeStruct(a.shape[1:], a.dtype) for a in (xd, yd, ws))
+        objective = weighted(self._objective, self._reduction, params, xd, yd, ws)
         if all(isinstance(a, jax.Array) for a in (x, y, w)):
             self._weighted = (x, y, w, data, objective)
         return data, objective
@@ -218,7 +221,7 @@ class Step:
         if wd is not None:  # the weighted programs: y is (y, w)
             yd = (yd, wd)
         if self.replicas:
-            _check_replica_batches(xd, yd, where)
+            _check_replica_batches(xd, yd[0] if wd is not None else yd, where)
             backend = (backend, where)  # the programs close over the replicas' mesh
         opt_state = optim.adopt(self.tx, params, opt_state, cache=self._adopt_cache)
         if where is not None:  # row-sharded data: params and state replicated on its mesh
@@ -357,6 +360,8 @@ def make_step(
         device, or on one device); each replica's gradient is computed on its own batch,
         the update uses their mean, and the loss returned is the mean of the replicas'
         losses (`jaxreg.loop.replicas`; `fit(..., sampler=...)` runs whole epochs so).
+        A call's `sample_weight` is then one weight per replica and row, (R, b) or
+        (R, b, 1), or y's shape: each replica's loss weighs its own batch.
       sample_weight_reduction: for calls with `sample_weight=`: "mean", "sum" or
         "normalized" (`fit`'s), None for the loss's own reduction.
     """

@@ -114,6 +114,25 @@ CHILD = textwrap.dedent(
             emit(case, "teeth", -np.max(miss - bw), 0.0)
             step(got.params, got.opt_state, shard(xb, mesh), shard(yb, mesh))  # again
 
+    # 1b. Weighted replica steps (sample_weight (R, b), sharded with the batches): equal
+    #     to the one-device step; the weights move the gradient (teeth).
+    wrng = np.random.default_rng(5)
+    for kind, mesh in meshes():
+        R = 4
+        idx = DistributedSampler(seed=3).indices(n, 0, R)[:, :b]
+        xb, yb, wb = x[idx], y[idx], wrng.uniform(0.2, 3.0, size=(R, b))
+        step = jr.make_step(loss_fn, tx, replicas=True, sample_weight_reduction="normalized")
+        ref = step.record(p, tx.init(p), xb, yb, sample_weight=wb)
+        got = step.record(p, tx.init(p), shard(xb, mesh), shard(yb, mesh),
+                          sample_weight=shard(wb, mesh))
+        ones = step.record(p, tx.init(p), xb, yb, sample_weight=np.ones((R, b)))
+        gw, rw, ow = (np.asarray(r.grads.weight) for r in (got, ref, ones))
+        scale = np.max(np.abs(rw))
+        case = f"weighted-{kind}"
+        emit(case, "loss", abs(float(got.loss) - float(ref.loss)) / abs(float(ref.loss)), 0)
+        emit(case, "grad", np.max(np.abs(gw - rw)) / scale, 0)
+        emit(case, "weights matter", np.max(np.abs(ow - rw)) / scale, 0)
+
     # 2. Trajectories: fit with the sampler, sharded against one device.
     for kind, mesh in meshes():
         for R, drop_last in ((4, False), (8, True)):
@@ -180,6 +199,17 @@ def test_one_step_within_the_summation_order_bound(results):
 def test_bound_catches_a_missing_replica(results):
     for r in _rows(results, "step-", "teeth"):
         assert r["diff"] < 0, r  # -(excess over the bound): a positive excess expected
+
+
+def test_weighted_replica_step_sharded_equals_one_device(results):
+    """make_step(replicas=True, sample_weight=(R, b)) on a mesh: the one-device step within
+    parity's float64 bound (one step: a few u of other summation orders), and the weights
+    change the gradient by far more (ones against uniform(0.2, 3) weights)."""
+    for r in _rows(results, "weighted-"):
+        if r["what"] == "weights matter":
+            assert r["diff"] > 1e-3, r
+        else:
+            assert r["diff"] <= TRAJECTORY_RTOL, r
 
 
 def test_trajectories_agree(results):

@@ -428,10 +428,33 @@ def test_make_step_weighted_and_unweighted_calls():
     _, _, again = step(p0, tx.init(p0), x, y)
     np.testing.assert_allclose(ones, plain, rtol=TORCH_F64_RTOL)
     assert float(again) == float(plain)
-    with pytest.raises(ValueError, match="replicas=True"):
-        jr.make_step(_objective("mse"), tx, replicas=True)(
-            p0, tx.init(p0), x[None], y[None], sample_weight=np.ones(1)
-        )
+
+
+@pytest.mark.parametrize("kind, reduction", [("mse", None), ("bce", "normalized")])
+@pytest.mark.parametrize("trailing", [(), (1,)])
+def test_make_step_replicas_weighs_each_replicas_batch_as_fit(kind, reduction, trailing):
+    """make_step(replicas=True) with weights (R, b) (or (R, b, 1)) over the sampler's
+    batches is fit(sampler=..., sample_weight=w)'s loop step for step (that loop is torch
+    DDP's, test_distributed_sampler_replicas_match_torch)."""
+    x, y, w, _, p0 = _problem(kind, zeros=2)
+    replicas, bs = 2, 4
+    sampler = jr.distributed.DistributedSampler(seed=5, num_replicas=replicas)
+    want = _fit(kind, reduction, p0, x, y, w, epochs=1, batch_size=bs, sampler=sampler)
+    tx = jr.optim.sgd(LR, momentum=0.5)
+    step = jr.make_step(_objective(kind), tx, replicas=True, sample_weight_reduction=reduction)
+    idx = sampler.indices(N, 0, replicas)
+    params, state, losses = p0, tx.init(p0), []
+    for start in range(0, idx.shape[1], bs):
+        rows = idx[:, start : start + bs]  # (R, b)
+        wb = w[rows].reshape(rows.shape + trailing)
+        params, state, loss = step(params, state, x[rows], y[rows], sample_weight=wb)
+        losses.append(float(loss))
+    np.testing.assert_allclose(losses, want.losses, rtol=TORCH_F64_RTOL, atol=TORCH_F64_ATOL)
+    np.testing.assert_allclose(params.weight, want.params.weight, rtol=TORCH_F64_RTOL)
+    with pytest.raises(
+        ValueError, match=r"one weight per replica and row of x and y: shape \(2, 4\)"
+    ):
+        step(p0, tx.init(p0), x[idx[:, :bs]], y[idx[:, :bs]], sample_weight=np.ones(bs))
 
 
 def test_fit_many_weights_each_model_as_fit_does():
