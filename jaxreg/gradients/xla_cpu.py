@@ -197,13 +197,19 @@ def _large(elementwise, scale, params, x, y):
     # The logits laid out (out, n): the per-element loss work on rows runs at vector speed
     # on XLA:CPU, where the (n, out) columns of nn.Linear's layout ran up to 20x slower
     # (benchmarks/NOTES.md, "Layout").
-    zt = jnp.stack([x @ w[k] for k in range(out)])
+    if out == 1:
+        zt = (x @ w[0])[None]
+    else:  # one product for every output, transposed (a product per output reads X each)
+        zt = (x @ w.T).T
     if b is not None:
         zt = zt + b[:, None]
     l, dzt = _dz(elementwise, scale, zt, y.T)
     value = _finish(jnp.sum(l), scale, n * out)
-    # dz.T @ x as a broadcast product summed over the rows, one reduction per output
-    # (a single (n, out, d) product was emitted as a strided loop): benchmarks/NOTES.md.
-    gw = jnp.stack([jnp.sum(x * dzt[k][:, None], axis=0) for k in range(out)])
+    if out == 1:
+        # dz.T @ x as a broadcast product summed over the rows: XLA:CPU's dot for the
+        # (1, n) @ (n, d) shape ran at half the speed (benchmarks/NOTES.md).
+        gw = jnp.sum(x * dzt[0][:, None], axis=0)[None]
+    else:  # a matrix product: one read of X for all outputs ("Several outputs")
+        gw = dzt @ x
     gb = None if b is None else jnp.sum(dzt, axis=1)
     return value, linear.Params(gw, gb)
