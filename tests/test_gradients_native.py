@@ -30,13 +30,13 @@ OBJECTIVES = {
 }
 
 
-def _problem(n, d, bias, dtype, probs, seed=0):
+def _problem(n, d, bias, dtype, probs, seed=0, out=1):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d)).astype(dtype)
     # large logits too, so that sigmoid saturates and bce's clamps are exercised
-    w = (3 * rng.standard_normal((1, d)) / np.sqrt(d)).astype(dtype)
-    b = rng.standard_normal(1).astype(dtype) if bias else None
-    y = (rng.random((n, 1)) < 0.5) if probs else rng.standard_normal((n, 1))
+    w = (3 * rng.standard_normal((out, d)) / np.sqrt(d)).astype(dtype)
+    b = rng.standard_normal(out).astype(dtype) if bias else None
+    y = (rng.random((n, out)) < 0.5) if probs else rng.standard_normal((n, out))
     params = jr.linear.Params(jnp.asarray(w), None if b is None else jnp.asarray(b))
     return params, jnp.asarray(x), jnp.asarray(y.astype(dtype))
 
@@ -62,20 +62,23 @@ def test_the_kernel_builds_on_this_machine():
 # d: one vector exactly, padded rows, several vectors; n: a partial block and a partial
 # group of rows (neither a multiple of 256 nor of the vector length)
 @pytest.mark.parametrize(("n", "d"), [(3001, 16), (2999, 13), (1000, 40)])
-def test_matches_value_and_grad(name, bias, dtype, rtol, n, d):
+# outputs: one (its own code), several, and as many as a vector's float64 lanes
+@pytest.mark.parametrize("out", [1, 3, 8])
+def test_matches_value_and_grad(name, bias, dtype, rtol, n, d, out):
     predict, loss, kwargs, probs = OBJECTIVES[name]
     obj = jr.objective(predict, loss, **kwargs)
-    params, x, y = _problem(n, d, bias, dtype, probs)
+    params, x, y = _problem(n, d, bias, dtype, probs, out=out)
     got = jax.jit(native.value_and_grad)(obj, params, x, y)
     want = jax.jit(jax.value_and_grad(obj))(params, x, y)
     _assert_close(got, want, rtol)
 
 
-def test_several_chunks_and_threads_give_the_one_chunk_sums():
+@pytest.mark.parametrize("out", [1, 3])
+def test_several_chunks_and_threads_give_the_one_chunk_sums(out):
     """Rows past one chunk (32768) go to other threads; the result is the same however many
     threads ran (chunks are added in order), and equals the plain gradient."""
     obj = jr.objective(jr.logistic.predict, jr.losses.bce)
-    params, x, y = _problem(100_003, 7, True, np.float64, True)
+    params, x, y = _problem(100_003, 7, True, np.float64, True, out=out)
     got = jax.jit(native.value_and_grad)(obj, params, x, y)
     _assert_close(got, jax.jit(jax.value_and_grad(obj))(params, x, y), FLOAT64_RTOL)
     again = jax.jit(native.value_and_grad)(obj, params, x, y)
@@ -90,12 +93,16 @@ def test_select_takes_it_for_large_cpu_data(monkeypatch):
     x, y = shape((1 << 15, 32), jnp.float32), shape((1 << 15, 1), jnp.float32)
     assert gradients.select(obj, params, x, y, backend="cpu").name == "native.onepass"
     assert gradients.select(obj, params, x, y, backend="gpu").name == "plain"
-    # below the threshold, more than one output, or a loss it does not have: XLA's forms
+    # several outputs, up to a vector's lanes (16 float32): the kernel too
+    wide = params._replace(weight=shape((16, 32), jnp.float32), bias=shape((16,), jnp.float32))
+    y16 = shape((1 << 15, 16), jnp.float32)
+    assert gradients.select(obj, wide, x, y16, backend="cpu").name == "native.onepass"
+    # below the threshold, more outputs, or a loss it does not have: XLA's forms
     small = (shape((100, 32), jnp.float32), shape((100, 1), jnp.float32))
     assert gradients.select(obj, params, *small, backend="cpu").name != "native.onepass"
-    wide = params._replace(weight=shape((2, 32), jnp.float32), bias=shape((2,), jnp.float32))
-    y2 = shape((1 << 15, 2), jnp.float32)
-    assert gradients.select(obj, wide, x, y2, backend="cpu").name == "xla_cpu.large"
+    wider = params._replace(weight=shape((17, 32), jnp.float32), bias=shape((17,), jnp.float32))
+    y17 = shape((1 << 15, 17), jnp.float32)
+    assert gradients.select(obj, wider, x, y17, backend="cpu").name == "xla_cpu.large"
     l1 = jr.objective(jr.linear.predict, jr.losses.l1)
     assert gradients.select(l1, params, x, y, backend="cpu").name == "xla_cpu.large"
     pos = jr.objective(jr.logistic.logits, jr.losses.bce_with_logits, pos_weight=2.0)

@@ -4,17 +4,17 @@ XLA:CPU computes a linear model's gradient as separate kernels (the logits `X w`
 per-element loss, the weight gradient `X^T dL/dz`), so X streams from memory twice a step
 (benchmarks/NOTES.md, "Large full batch"). `csrc/onepass.cc` computes all three on each
 block of rows while it is in cache, on XLA's number of threads, through XLA's FFI: one
-read of X a step. It covers the tutorials' large-data objectives, one output, float32 and
-float64:
+read of X a step. It covers the tutorials' large-data objectives, with one output or up to
+a vector's lanes of them (16 float32, 8 float64), float32 and float64:
 
     a "linear" model (`linear.predict`)     + losses.mse / losses.sse  (mean or sum)
     a "logistic" model (`logistic.predict`) + losses.bce               (torch's clamps)
     a "linear" model (`logistic.logits`)    + losses.bce_with_logits   (no pos_weight)
 
 Same numbers as the plain gradient up to float rounding of the sums (each block summed in
-the data's dtype, blocks and chunks in float64; tests/test_gradients.py checks it against
-`jax.value_and_grad`), and the transcendental functions of the C library's vector math
-(glibc libmvec: within 4 ulp) instead of XLA's.
+the data's dtype, blocks and chunks in float64; tests/test_gradients_native.py checks it
+against `jax.value_and_grad`), and the transcendental functions of the C library's vector
+math (glibc libmvec: within 4 ulp) instead of XLA's.
 
 The kernel is C++ compiled on first use, for this machine (`-march=native`), with the
 compiler `$CXX` or `c++`, into `$JAXREG_CACHE_DIR` (default `~/.cache/jaxreg`); ~5 s of CPU
@@ -53,8 +53,10 @@ SOURCE = Path(__file__).with_name("csrc") / "onepass.cc"
 # From this many elements of x; below, the kernel's start-up (~10 µs) is not worth it and
 # the XLA formulations are as fast (benchmarks/NOTES.md, "One-pass kernel").
 MIN_ELEMENTS = 1 << 16
-# The kernel keeps a row's features in up to 8 vectors of 64 bytes.
+# The kernel keeps a row's features in up to 8 vectors of 64 bytes, and a row's logits (one
+# per output) in one.
 _MAX_FEATURES = types.MappingProxyType({np.dtype(np.float32): 128, np.dtype(np.float64): 64})
+_MAX_OUTPUTS = types.MappingProxyType({np.dtype(np.float32): 16, np.dtype(np.float64): 8})
 # (the objective's model kind, its loss) -> the kernel's loss kind.
 _KINDS = types.MappingProxyType(
     {("linear", losses.mse): 0, ("logistic", losses.bce): 1, ("linear", losses.bce_with_logits): 2}
@@ -94,7 +96,8 @@ def plan(objective: Any, params: Any, x: Any, y: Any) -> bool:
         return False
     n, d = jnp.shape(x)
     dtype = np.dtype(jnp.result_type(params.weight))
-    if jnp.shape(params.weight)[0] != 1 or d > _MAX_FEATURES[dtype] or n * d < MIN_ELEMENTS:
+    out = jnp.shape(params.weight)[0]
+    if out > _MAX_OUTPUTS[dtype] or d > _MAX_FEATURES[dtype] or n * d < MIN_ELEMENTS:
         return False
     if len(jax.devices("cpu")) != 1:
         return False
@@ -103,15 +106,18 @@ def plan(objective: Any, params: Any, x: Any, y: Any) -> bool:
 
 def value_and_grad(objective: Any, params: Any, x: Any, y: Any):
     """The value and gradient from the kernel (call only where `plan` is True)."""
+    got = status()  # loads and registers the kernel on a process's first call (cached)
+    if not got.available:
+        raise RuntimeError(f"the one-pass kernel is not available: {got.detail}")
     decl, _, reduction = objective.separable()
     kind = _KINDS[(objective.model, decl.elementwise)]
     w, b = params.weight, params.bias
     dtype = np.dtype(w.dtype)
     x, y = jnp.asarray(x).astype(dtype), jnp.asarray(y).astype(dtype)
-    n = jnp.shape(x)[0]
+    elements = jnp.shape(x)[0] * w.shape[0]
     mean = reduction == "mean"
-    # jnp.mean's VJP: each dL/dz times 1/n, rounded in the data's dtype.
-    scale = float(dtype.type(1) / dtype.type(n)) if mean else 1.0
+    # jnp.mean's VJP: each dL/dz times 1/(n out), rounded in the data's dtype.
+    scale = float(dtype.type(1) / dtype.type(elements)) if mean else 1.0
     bias = jnp.zeros((0,), dtype) if b is None else b
     shapes = (
         jax.ShapeDtypeStruct((), dtype),

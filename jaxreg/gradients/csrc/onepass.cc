@@ -1,5 +1,6 @@
 // jaxreg's one-pass CPU kernel: the value and gradient of a separable loss of a linear model
-// (one output) in a single read of X, for `jaxreg.gradients.native` (see its docstring).
+// (one output, or k outputs up to a vector's lanes) in a single read of X, for
+// `jaxreg.gradients.native` (see its docstring).
 //
 // XLA:CPU computes z = X w, the per-element loss and dL/dz, and X^T dL/dz as separate
 // kernels, so X streams from memory twice a step. Here each block of rows is read once:
@@ -127,17 +128,18 @@ T Elementwise(int kind, const T* z, const T* t, T scale, int64_t m, T* r) {
   return acc;
 }
 
-template <typename T>
+// One chunk's sums: the value, and for each output o its gradient row (padded to whole
+// vectors, o * padded features + feature) and bias entry.
 struct Partial {
-  double value = 0, grad_b = 0;
-  double grad_w[kMaxVectors * Vec<T>::L] = {};
+  double value = 0;
+  std::vector<double> grad_w, grad_b;
 };
 
 // One chunk of rows [lo, hi), NV vectors of features a row (zero-padded copies of the rows
 // when d is not a multiple of the vector length).
 template <typename T, int NV>
 void Chunk(int kind, const T* x, const T* y, const T* w, T bias, int64_t lo, int64_t hi,
-           int64_t d, T scale, Partial<T>* part) {
+           int64_t d, T scale, Partial* part) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
   constexpr int64_t dp = NV * L;
@@ -181,21 +183,87 @@ void Chunk(int kind, const T* x, const T* y, const T* w, T bias, int64_t lo, int
       gb += rj;
       for (int v = 0; v < NV; ++v) g[v] += rj * *reinterpret_cast<const V*>(xb + j * dp + v * L);
     }
-    part->grad_b += double(gb);
+    part->grad_b[0] += double(gb);
     for (int v = 0; v < NV; ++v)
       for (int i = 0; i < L; ++i) part->grad_w[v * L + i] += double(g[v][i]);
   }
 }
 
+// The same for k > 1 outputs (k <= L): a row's k logits are one vector, the sum over its
+// features of x[i] times the vector of the k weights of feature i (no horizontal sums);
+// the gradient of output o is the sum over rows of dL/dz[o] times the row.
 template <typename T, int NV>
-void Chunks(int kind, const T* x, const T* y, const T* w, T bias, int64_t n, int64_t d, T scale,
-            int64_t threads, std::vector<Partial<T>>& parts) {
+void ChunkK(int kind, const T* x, const T* y, const T* w, const T* bias, int64_t k,
+            int64_t lo, int64_t hi, int64_t d, T scale, Partial* part) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::L;
+  constexpr int64_t dp = NV * L;
+  const bool padded = d != dp;
+  V wt[dp];  // wt[i][o] = w[o][i]
+  for (int64_t i = 0; i < dp; ++i) {
+    wt[i] = V{};
+    for (int64_t o = 0; o < k && i < d; ++o) wt[i][o] = w[o * d + i];
+  }
+  V b{};
+  for (int64_t o = 0; o < k && bias; ++o) b[o] = bias[o];
+  std::vector<T> scratch(padded ? kBlock * dp : 0, T(0));
+  std::vector<T> z(kBlock * k), r(kBlock * k);
+  for (int64_t i0 = lo; i0 < hi; i0 += kBlock) {
+    const int64_t m = std::min(kBlock, hi - i0);
+    const T* xb = x + i0 * d;
+    if (padded) {
+      for (int64_t j = 0; j < m; ++j) std::memcpy(&scratch[j * dp], xb + j * d, d * sizeof(T));
+      xb = scratch.data();
+    }
+    int64_t j = 0;
+    for (; j + 4 <= m; j += 4) {  // four rows at a time: four independent sums
+      const T* r0 = xb + j * dp;
+      V a0 = b, a1 = b, a2 = b, a3 = b;
+      for (int64_t i = 0; i < d; ++i) {
+        const V wi = wt[i];
+        a0 += r0[i] * wi;
+        a1 += r0[dp + i] * wi;
+        a2 += r0[2 * dp + i] * wi;
+        a3 += r0[3 * dp + i] * wi;
+      }
+      std::memcpy(&z[j * k], &a0, k * sizeof(T));
+      std::memcpy(&z[(j + 1) * k], &a1, k * sizeof(T));
+      std::memcpy(&z[(j + 2) * k], &a2, k * sizeof(T));
+      std::memcpy(&z[(j + 3) * k], &a3, k * sizeof(T));
+    }
+    for (; j < m; ++j) {
+      V acc = b;
+      for (int64_t i = 0; i < d; ++i) acc += xb[j * dp + i] * wt[i];
+      std::memcpy(&z[j * k], &acc, k * sizeof(T));
+    }
+    part->value += double(Elementwise<T>(kind, z.data(), y + i0 * k, scale, m * k, r.data()));
+    for (int64_t o = 0; o < k; ++o) {  // output by output: its sums stay in registers
+      V g[NV] = {};
+      T gb = 0;
+      for (j = 0; j < m; ++j) {
+        const T ro = r[j * k + o];
+        gb += ro;
+        for (int v = 0; v < NV; ++v) g[v] += ro * *reinterpret_cast<const V*>(xb + j * dp + v * L);
+      }
+      part->grad_b[o] += double(gb);
+      for (int v = 0; v < NV; ++v)
+        for (int i = 0; i < L; ++i) part->grad_w[o * dp + v * L + i] += double(g[v][i]);
+    }
+  }
+}
+
+template <typename T, int NV>
+void Chunks(int kind, const T* x, const T* y, const T* w, const T* bias, int64_t k, int64_t n,
+            int64_t d, T scale, int64_t threads, std::vector<Partial>& parts) {
   const int64_t chunks = static_cast<int64_t>(parts.size());
   std::atomic<int64_t> next{0};
   auto work = [&]() {
     for (int64_t c; (c = next.fetch_add(1)) < chunks;) {
-      const int64_t lo = c * kChunk;
-      Chunk<T, NV>(kind, x, y, w, bias, lo, std::min(n, lo + kChunk), d, scale, &parts[c]);
+      const int64_t lo = c * kChunk, hi = std::min(n, lo + kChunk);
+      if (k == 1)
+        Chunk<T, NV>(kind, x, y, w, bias ? *bias : T(0), lo, hi, d, scale, &parts[c]);
+      else
+        ChunkK<T, NV>(kind, x, y, w, bias, k, lo, hi, d, scale, &parts[c]);
     }
   };
   std::vector<std::thread> helpers;
@@ -212,37 +280,46 @@ ffi::Error Impl(ffi::ThreadPool pool, ffi::Buffer<DT> x, ffi::Buffer<DT> y, ffi:
   using T = ffi::NativeType<DT>;
   constexpr int L = Vec<T>::L;
   const int64_t n = x.dimensions()[0], d = x.dimensions()[1];
-  if (x.dimensions().size() != 2 || w.element_count() != d || y.element_count() != n ||
+  const int64_t k = w.dimensions().size() == 2 ? w.dimensions()[0] : 0;
+  if (x.dimensions().size() != 2 || k < 1 || k > L || w.element_count() != k * d ||
+      y.element_count() != n * k || (b.element_count() != 0 && b.element_count() != k) ||
       d < 1 || d > kMaxVectors * L || kind < 0 || kind > 2)
     return ffi::Error::InvalidArgument("jaxreg onepass: unsupported shapes or loss");
+  const int64_t nv = (d + L - 1) / L, dp = nv * L;
   const int64_t chunks = std::max<int64_t>(1, (n + kChunk - 1) / kChunk);
-  std::vector<Partial<T>> parts(chunks);
+  std::vector<Partial> parts(chunks);
+  for (auto& p : parts) {
+    p.grad_w.assign(k * dp, 0.0);
+    p.grad_b.assign(k, 0.0);
+  }
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   const T* xs = x.typed_data();
   const T* ys = y.typed_data();
   const T* ws = w.typed_data();
-  const T bias = b.element_count() ? b.typed_data()[0] : T(0);
+  const T* bias = b.element_count() ? b.typed_data() : nullptr;
   const T s = T(scale);
-  switch ((d + L - 1) / L) {
-    case 1: Chunks<T, 1>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
-    case 2: Chunks<T, 2>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
-    case 3: Chunks<T, 3>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
-    case 4: Chunks<T, 4>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
-    case 5: Chunks<T, 5>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
-    case 6: Chunks<T, 6>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
-    case 7: Chunks<T, 7>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
-    default: Chunks<T, 8>(int(kind), xs, ys, ws, bias, n, d, s, threads, parts); break;
+  switch (nv) {
+    case 1: Chunks<T, 1>(int(kind), xs, ys, ws, bias, k, n, d, s, threads, parts); break;
+    case 2: Chunks<T, 2>(int(kind), xs, ys, ws, bias, k, n, d, s, threads, parts); break;
+    case 3: Chunks<T, 3>(int(kind), xs, ys, ws, bias, k, n, d, s, threads, parts); break;
+    case 4: Chunks<T, 4>(int(kind), xs, ys, ws, bias, k, n, d, s, threads, parts); break;
+    case 5: Chunks<T, 5>(int(kind), xs, ys, ws, bias, k, n, d, s, threads, parts); break;
+    case 6: Chunks<T, 6>(int(kind), xs, ys, ws, bias, k, n, d, s, threads, parts); break;
+    case 7: Chunks<T, 7>(int(kind), xs, ys, ws, bias, k, n, d, s, threads, parts); break;
+    default: Chunks<T, 8>(int(kind), xs, ys, ws, bias, k, n, d, s, threads, parts); break;
   }
-  double total = 0, gb = 0;
-  std::vector<double> gw(d, 0.0);
+  double total = 0;
+  std::vector<double> gw(k * dp, 0.0), gb(k, 0.0);
   for (const auto& p : parts) {
     total += p.value;
-    gb += p.grad_b;
-    for (int64_t k = 0; k < d; ++k) gw[k] += p.grad_w[k];
+    for (int64_t o = 0; o < k; ++o) gb[o] += p.grad_b[o];
+    for (int64_t i = 0; i < k * dp; ++i) gw[i] += p.grad_w[i];
   }
-  value->typed_data()[0] = T(mean ? total / double(n) : total);
-  for (int64_t k = 0; k < d; ++k) grad_w->typed_data()[k] = T(gw[k]);
-  if (grad_b->element_count()) grad_b->typed_data()[0] = T(gb);
+  value->typed_data()[0] = T(mean ? total / double(n * k) : total);
+  for (int64_t o = 0; o < k; ++o)
+    for (int64_t i = 0; i < d; ++i) grad_w->typed_data()[o * d + i] = T(gw[o * dp + i]);
+  if (grad_b->element_count())
+    for (int64_t o = 0; o < k; ++o) grad_b->typed_data()[o] = T(gb[o]);
   return ffi::Error::Success();
 }
 
