@@ -35,10 +35,12 @@ class Problem:
     steps: int  # steps per timed call for the loop-per-call backends (fit)
     block: int  # steps per timed call for the step-per-call backends (eager, make_step)
     lr: float
+    out: int = 1  # outputs (nn.Linear(d, out)): several targets, or independent logits
 
     @property
     def name(self) -> str:
-        return f"{self.model} n={self.n} d={self.d}"
+        many = f" out={self.out}" if self.out > 1 else ""
+        return f"{self.model} n={self.n} d={self.d}{many}"
 
     @property
     def bytes_x(self) -> int:
@@ -60,14 +62,15 @@ def problems(sizes: list[str], smoke: bool = False) -> list[Problem]:
     table = {
         "tutorial": [(3, 1, 1000, 100), (100, 3, 1000, 100), (2000, 1, 1000, 50)],
         "middle": [(10_000, 16, 200, 20)],
-        "large": [(1_000_000, 32, 10, 3)],
+        # (n, d, steps, block[, outputs]): the second large problem has 10 outputs
+        "large": [(1_000_000, 32, 10, 3), (1_000_000, 32, 10, 3, 10)],
     }
     if smoke:
-        table = {"tutorial": [(3, 1, 20, 5)], "middle": [(50, 2, 20, 5)]}
+        table = {"tutorial": [(3, 1, 20, 5)], "middle": [(50, 2, 20, 5), (50, 2, 20, 5, 3)]}
     for size in sizes:
-        for n, d, steps, block in table.get(size, []):
+        for n, d, steps, block, *outputs in table.get(size, []):
             for model, lr in (("linear", 0.01), ("logistic", 0.1)):
-                out.append(Problem(model, n, d, size, steps, block, lr))
+                out.append(Problem(model, n, d, size, steps, block, lr, *outputs))
     return out
 
 
@@ -84,14 +87,14 @@ def make_data(p: Problem, seed: int = 0) -> Data:
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((p.n, p.d), dtype=np.float32)
-    w_true = rng.standard_normal((p.d, 1), dtype=np.float32) / np.sqrt(p.d)
+    w_true = rng.standard_normal((p.d, p.out), dtype=np.float32) / np.sqrt(p.d)
     z = x @ w_true + np.float32(0.5)
     if p.model == "linear":
-        y = z + np.float32(0.1) * rng.standard_normal((p.n, 1), dtype=np.float32)
+        y = z + np.float32(0.1) * rng.standard_normal((p.n, p.out), dtype=np.float32)
     else:
-        y = (rng.random((p.n, 1)) < 1 / (1 + np.exp(-z))).astype(np.float32)
+        y = (rng.random((p.n, p.out)) < 1 / (1 + np.exp(-z))).astype(np.float32)
     torch.manual_seed(seed)
-    layer = torch.nn.Linear(p.d, 1)
+    layer = torch.nn.Linear(p.d, p.out)
     return Data(
         x,
         y.astype(np.float32),
@@ -121,7 +124,7 @@ def _torch_setup(p: Problem, data: Data, device: str):
 
     x = torch.from_numpy(data.x).to(device)
     y = torch.from_numpy(data.y).to(device)
-    model = torch.nn.Linear(p.d, 1).to(device)
+    model = torch.nn.Linear(p.d, p.out).to(device)
     with torch.no_grad():
         model.weight.copy_(torch.from_numpy(data.weight))
         model.bias.copy_(torch.from_numpy(data.bias))

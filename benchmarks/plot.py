@@ -31,7 +31,8 @@ def plot(results: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in results["rows"] if r.get("timing")]
+    # one output (the size axis is n x d; the several-output rows are in the table)
+    rows = [r for r in results["rows"] if r.get("timing") and r.get("out", 1) == 1]
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(6 * max(1, len(models)), 4.5))
     axes = [axes] if len(models) <= 1 else list(axes)
