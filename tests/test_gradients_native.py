@@ -140,3 +140,63 @@ def test_under_vmap_each_model_gets_its_own_gradient():
         one = jax.tree.map(lambda a, k=k: a[k], many)
         want = jax.value_and_grad(obj)(one, x, y)
         _assert_close(jax.tree.map(lambda a, k=k: a[k], got), want, FLOAT64_RTOL)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape"),
+    [
+        (np.float32, (5000, 13)),
+        (np.float64, (5000, 3)),
+        (np.int32, (5000,)),
+        ("bfloat16", (5000, 1)),
+    ],
+)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_gather_rows_is_xlas_gather(dtype, shape, index_dtype):
+    """The mini-batch gather copies rows: bit for bit `a[idx]`, any dtype and row shape,
+    int32 or int64 indices (repeats allowed)."""
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.normal(size=shape) * 100).astype(dtype)
+    w = jnp.asarray(rng.uniform(size=shape[0]))
+    idx = rng.integers(0, shape[0], 777)
+    with jax.enable_x64(index_dtype == np.int64):
+        i = jnp.asarray(idx, index_dtype)
+        assert i.dtype == index_dtype
+        got = jax.jit(native.gather_rows)([a, w], i)
+    for g, want in zip(got, (a[idx], w[idx]), strict=True):
+        assert g.dtype == want.dtype and g.shape == want.shape
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(want))
+
+
+def test_gather_rows_refuses_an_index_out_of_range():
+    a = jnp.arange(12.0).reshape(6, 2)
+    with pytest.raises(Exception, match="row index out of range"):
+        jax.block_until_ready(jax.jit(native.gather_rows)([a], jnp.asarray([0, 6])))
+
+
+def test_gather_rows_under_vmap():
+    a = jnp.arange(24.0).reshape(2, 6, 2)  # two models' data
+    idx = jnp.asarray([[5, 0], [1, 1]])
+    got = jax.vmap(lambda a, i: native.gather_rows([a], i)[0])(a, idx)
+    np.testing.assert_array_equal(got, np.stack([a[0][idx[0]], a[1][idx[1]]]))
+
+
+def test_shuffled_fit_takes_it_from_a_megabyte_and_gives_the_same_bits(monkeypatch):
+    """A shuffled mini-batch fit on data of GATHER_MIN_BYTES or more gathers its rows with
+    the kernel; the trajectory is the XLA gather's, bit for bit."""
+    obj = jr.objective(jr.linear.predict, jr.losses.mse)
+    params, x, y = _problem(1 << 15, 8, True, np.float32, False)  # 1 MiB of x
+    assert native.gather_plan([x, y], "cpu")
+    assert not native.gather_plan([x[:1000], y[:1000]], "cpu")
+    calls = []
+    real = native.gather_rows
+    monkeypatch.setattr(native, "gather_rows", lambda *a: calls.append(1) or real(*a))
+    kw = dict(epochs=2, batch_size=512, key=3, sample_weight=np.linspace(0.5, 2, 1 << 15, dtype=np.float32))
+    fast = jr.fit(obj, jr.optim.sgd(0.05, momentum=0.9), params, x, y, **kw)
+    assert calls  # traced with the kernel's gather
+    monkeypatch.setattr(native, "gather_plan", lambda arrays, backend: False)
+    jax.clear_caches()
+    plain = jr.fit(obj, jr.optim.sgd(0.05, momentum=0.9), params, x, y, **kw)
+    np.testing.assert_array_equal(fast.losses, plain.losses)
+    for a, b in zip(jax.tree.leaves(fast.history), jax.tree.leaves(plain.history), strict=True):
+        np.testing.assert_array_equal(a, b)

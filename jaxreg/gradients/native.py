@@ -47,7 +47,16 @@ import numpy as np
 from jaxreg import linear, losses
 from jaxreg.gradients import xla_cpu
 
-__all__ = ["MIN_ELEMENTS", "Status", "plan", "status", "value_and_grad"]
+__all__ = [
+    "GATHER_MIN_BYTES",
+    "MIN_ELEMENTS",
+    "Status",
+    "gather_plan",
+    "gather_rows",
+    "plan",
+    "status",
+    "value_and_grad",
+]
 
 SOURCE = Path(__file__).with_name("csrc") / "onepass.cc"
 # From this many elements of x; below, the kernel's start-up (~10 µs) is not worth it and
@@ -62,6 +71,11 @@ _KINDS = types.MappingProxyType(
     {("linear", losses.mse): 0, ("logistic", losses.bce): 1, ("linear", losses.bce_with_logits): 2}
 )
 _TARGETS = types.MappingProxyType({np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"})
+_GATHER = "jaxreg_gather_rows"
+# Mini-batch rows from data of this many bytes up: below, the rows stay in the caches and
+# XLA's gather is as fast (its custom call costs ~1 µs a step; benchmarks/NOTES.md,
+# "Mini-batch rows").
+GATHER_MIN_BYTES = 1 << 20
 _BUILD_TIMEOUT_S = 600
 
 
@@ -129,6 +143,30 @@ def value_and_grad(objective: Any, params: Any, x: Any, y: Any):
     return value, linear.Params(gw, None if b is None else gb)
 
 
+def gather_plan(arrays: list[Any], backend: str) -> bool:
+    """Whether a mini-batch's rows of `arrays` are gathered by the kernel's `gather_rows`:
+    CPU data of `GATHER_MIN_BYTES` or more (random rows of it miss the caches) on a
+    single-device CPU backend, the kernel available."""
+    size = sum(np.dtype(jnp.result_type(a)).itemsize * np.prod(jnp.shape(a)) for a in arrays)
+    if backend != "cpu" or size < GATHER_MIN_BYTES or len(jax.devices("cpu")) != 1:
+        return False
+    return status().available
+
+
+def gather_rows(arrays: list[Any], idx: Any) -> list[Any]:
+    """`[a[idx] for a in arrays]` (each (n, ...), idx (b,) int32/int64 in 0..n-1), copied
+    row by row with the next rows prefetched: the same arrays as XLA's gather, bit for bit,
+    and faster for random rows of a large array (benchmarks/NOTES.md, "Mini-batch rows").
+    Call only where `gather_plan` is True."""
+    got = status()
+    if not got.available:
+        raise RuntimeError(f"the one-pass kernel is not available: {got.detail}")
+    b = jnp.shape(idx)[0]
+    shapes = tuple(jax.ShapeDtypeStruct((b, *jnp.shape(a)[1:]), jnp.result_type(a)) for a in arrays)
+    call = jax.ffi.ffi_call(_GATHER, shapes, vmap_method="sequential")
+    return list(call(idx, *arrays))
+
+
 @functools.cache
 def _load() -> Status:
     """Compiles the kernel if this machine has no build of this source yet, loads it and
@@ -138,8 +176,8 @@ def _load() -> Status:
     except (OSError, subprocess.SubprocessError, RuntimeError) as e:
         return Status(False, f"not built: {e}")
     lib = ctypes.CDLL(str(path))
-    for suffix in _TARGETS.values():
-        name = f"jaxreg_onepass_{suffix}"
+    names = [f"jaxreg_onepass_{suffix}" for suffix in _TARGETS.values()] + [_GATHER]
+    for name in names:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     return Status(True, str(path))
 

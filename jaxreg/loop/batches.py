@@ -5,7 +5,7 @@ torch equivalent: `DataLoader(TensorDataset(x, y), batch_size, shuffle, drop_las
 rows of epoch e in order `order[e]`, cut into `n // batch_size` full batches and, unless
 `drop_last`, one smaller last batch.
 
-The compiled loop takes each batch's rows inside its step (`batch_rows`): a slice of the
+The compiled loop takes each batch's rows inside its step (`batch_rows_of`): a slice of the
 data in order, or a gather of `batch_size` rows named by a slice of the epoch's order. The
 permuted data is never materialized, so an epoch needs the data plus O(n) memory.
 """
@@ -22,12 +22,14 @@ import numpy as np
 
 from jaxreg import gradients
 from jaxreg.distributed import DataMesh
+from jaxreg.gradients import native
 from jaxreg.loop.spec import LoopSpec
 
 __all__ = [
     "MAX_HOST_N",
     "batch_indices",
     "batch_rows",
+    "batch_rows_of",
     "epoch_permutation",
     "epoch_rows",
 ]
@@ -110,6 +112,18 @@ def epoch_rows(spec: LoopSpec, n: int, epoch: Any, order: Any, key: Any, *, back
         on_host = on_host and (where is None or len(where.mesh.local_devices) == 1)
         return epoch_permutation(key, epoch, n, on_host=on_host)
     return None
+
+
+def batch_rows_of(
+    arrays: list[Any], rows: Any, start: Any, size: int, *, where: DataMesh | None, backend: str
+) -> list[Any]:
+    """`batch_rows` of each array (x, y, sample weights: the same rows of each). Random rows
+    of large data on the CPU backend are copied by `gradients.native.gather_rows` (the same
+    values, its prefetch overlapping the rows' cache misses), where that kernel is
+    available (`native.gather_plan`)."""
+    if rows is not None and where is None and native.gather_plan(arrays, backend):
+        return native.gather_rows(arrays, jax.lax.dynamic_slice_in_dim(rows, start, size))
+    return [batch_rows(a, rows, start, size, where=where) for a in arrays]
 
 
 def batch_rows(x: Any, rows: Any, start: Any, size: int, *, where: DataMesh | None = None):

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jaxreg import gradients, optim, schedules
 from jaxreg.loop import replicas
-from jaxreg.loop.batches import batch_rows, epoch_rows
+from jaxreg.loop.batches import batch_rows_of, epoch_rows
 from jaxreg.loop.packing import Flat
 from jaxreg.loop.spec import LoopSpec
 from jaxreg.step import step_record
@@ -105,9 +105,9 @@ def run(
                     wb, _ = replicas.batches(y[1], y[1], idx, where=spec.data_mesh)
                     return xb, (yb, wb)
                 return replicas.batches(x, y, idx, where=spec.data_mesh)
-            xb = batch_rows(x, rows, start, size, where=spec.data_mesh)
-            yb = jax.tree.map(lambda a: batch_rows(a, rows, start, size, where=spec.data_mesh), y)
-            return xb, yb
+            leaves, tree = jax.tree.flatten((x, y))
+            got = batch_rows_of(leaves, rows, start, size, where=spec.data_mesh, backend=backend)
+            return jax.tree.unflatten(tree, got)
 
         def batch(carry, inputs):
             i, lr = inputs

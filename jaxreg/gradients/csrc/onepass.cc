@@ -323,7 +323,64 @@ ffi::Error Impl(ffi::ThreadPool pool, ffi::Buffer<DT> x, ffi::Buffer<DT> y, ffi:
   return ffi::Error::Success();
 }
 
+// Rows idx[0..b) of each array (n, ...) into its (b, ...) result, for a mini-batch: the
+// rows are random, so each is a cache miss; prefetching a few rows ahead overlaps them
+// (a plain loop waits for each in turn). An index outside 0..n-1 is an error.
+ffi::Error GatherRows(ffi::AnyBuffer idx, ffi::RemainingArgs arrays, ffi::RemainingRets outs) {
+  constexpr int64_t kAhead = 12;  // rows prefetched ahead of the one copied
+  const int64_t b = static_cast<int64_t>(idx.element_count());
+  const bool wide = idx.element_type() == ffi::DataType::S64;
+  if (!wide && idx.element_type() != ffi::DataType::S32)
+    return ffi::Error::InvalidArgument("jaxreg gather_rows: indices must be int32 or int64");
+  const void* ip = idx.untyped_data();
+  auto at = [&](int64_t j) -> int64_t {
+    return wide ? static_cast<const int64_t*>(ip)[j] : static_cast<const int32_t*>(ip)[j];
+  };
+  struct Rows {
+    const char* src;
+    char* dst;
+    int64_t bytes, n;
+  };
+  std::vector<Rows> rows;
+  if (arrays.size() != outs.size())
+    return ffi::Error::InvalidArgument("jaxreg gather_rows: one result an array");
+  for (size_t i = 0; i < arrays.size(); ++i) {
+    auto a = arrays.get<ffi::AnyBuffer>(i);
+    auto o = outs.get<ffi::AnyBuffer>(i);
+    if (!a.has_value() || !o.has_value())
+      return ffi::Error::InvalidArgument("jaxreg gather_rows: arguments must be arrays");
+    const auto dims = a->dimensions();
+    const int64_t n = dims.size() ? dims[0] : 0;
+    if (n < 1 || (*o)->size_bytes() * n != a->size_bytes() * b)
+      return ffi::Error::InvalidArgument("jaxreg gather_rows: a result of other rows' shape");
+    rows.push_back({static_cast<const char*>(a->untyped_data()),
+                    static_cast<char*>((*o)->untyped_data()),
+                    static_cast<int64_t>(a->size_bytes()) / n, n});
+  }
+  for (int64_t j = 0; j < b; ++j) {
+    const int64_t r = at(j);
+    if (j + kAhead < b) {
+      const int64_t ra = at(j + kAhead);
+      for (const auto& a : rows)
+        if (ra >= 0 && ra < a.n)
+          for (int64_t off = 0; off < a.bytes; off += 64) __builtin_prefetch(a.src + ra * a.bytes + off);
+    }
+    for (const auto& a : rows) {
+      if (r < 0 || r >= a.n)
+        return ffi::Error::InvalidArgument("jaxreg gather_rows: a row index out of range");
+      std::memcpy(a.dst + j * a.bytes, a.src + r * a.bytes, a.bytes);
+    }
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxreg_gather_rows, GatherRows,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .RemainingArgs()
+                                  .RemainingRets());
 
 #define JAXREG_BIND(DT)                  \
   ffi::Ffi::Bind()                       \
