@@ -191,7 +191,8 @@ def test_shuffled_fit_takes_it_from_a_megabyte_and_gives_the_same_bits(monkeypat
     calls = []
     real = native.gather_rows
     monkeypatch.setattr(native, "gather_rows", lambda *a: calls.append(1) or real(*a))
-    kw = dict(epochs=2, batch_size=512, key=3, sample_weight=np.linspace(0.5, 2, 1 << 15, dtype=np.float32))
+    w = np.linspace(0.5, 2, 1 << 15, dtype=np.float32)
+    kw = dict(epochs=2, batch_size=512, key=3, sample_weight=w)
     fast = jr.fit(obj, jr.optim.sgd(0.05, momentum=0.9), params, x, y, **kw)
     assert calls  # traced with the kernel's gather
     monkeypatch.setattr(native, "gather_plan", lambda arrays, backend: False)
