@@ -16,6 +16,10 @@ the data's dtype, blocks and chunks in float64; tests/test_gradients_native.py c
 against `jax.value_and_grad`), and the transcendental functions of the C library's vector
 math (glibc libmvec: within 4 ulp) instead of XLA's.
 
+The same library has `gather_rows`: a mini-batch's random rows of large data copied with
+the next rows prefetched (`jaxreg.loop.batches.batch_rows_of` takes it from
+`GATHER_MIN_BYTES` of data on a single-device CPU backend): XLA's gather's bits, faster.
+
 The kernel is C++ compiled on first use, for this machine (`-march=native`), with the
 compiler `$CXX` or `c++`, into `$JAXREG_CACHE_DIR` (default `~/.cache/jaxreg`); ~5 s of CPU
 once per machine and jaxlib version. Without a compiler, or with `JAXREG_NATIVE=0`, the
