@@ -135,6 +135,17 @@ struct Partial {
   std::vector<double> grad_w, grad_b;
 };
 
+// Rows [i0, i0 + m) of x (n, d) as rows of dp >= d values: x itself when d == dp, else
+// the rows copied, zero-padded, into `scratch` (at least m * dp values).
+template <typename T>
+const T* BlockRows(const T* x, int64_t i0, int64_t m, int64_t d, int64_t dp,
+                   std::vector<T>& scratch) {
+  const T* xb = x + i0 * d;
+  if (d == dp) return xb;
+  for (int64_t j = 0; j < m; ++j) std::memcpy(&scratch[j * dp], xb + j * d, d * sizeof(T));
+  return scratch.data();
+}
+
 // One chunk of rows [lo, hi), NV vectors of features a row (zero-padded copies of the rows
 // when d is not a multiple of the vector length).
 template <typename T, int NV>
@@ -143,20 +154,15 @@ void Chunk(int kind, const T* x, const T* y, const T* w, T bias, int64_t lo, int
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
   constexpr int64_t dp = NV * L;
-  const bool padded = d != dp;
   alignas(64) T wp[dp] = {};
   std::memcpy(wp, w, d * sizeof(T));
   V wv[NV];
   for (int v = 0; v < NV; ++v) std::memcpy(&wv[v], wp + v * L, sizeof(V));
-  std::vector<T> scratch(padded ? kBlock * dp : 0, T(0));
+  std::vector<T> scratch(d != dp ? kBlock * dp : 0, T(0));
   alignas(64) T z[kBlock], r[kBlock];
   for (int64_t i0 = lo; i0 < hi; i0 += kBlock) {
     const int64_t m = std::min(kBlock, hi - i0);
-    const T* xb = x + i0 * d;
-    if (padded) {
-      for (int64_t j = 0; j < m; ++j) std::memcpy(&scratch[j * dp], xb + j * d, d * sizeof(T));
-      xb = scratch.data();
-    }
+    const T* xb = BlockRows(x, i0, m, d, dp, scratch);
     auto row = [&](int64_t j) {
       V acc = *reinterpret_cast<const V*>(xb + j * dp) * wv[0];
       for (int v = 1; v < NV; ++v) acc += *reinterpret_cast<const V*>(xb + j * dp + v * L) * wv[v];
@@ -198,7 +204,6 @@ void ChunkK(int kind, const T* x, const T* y, const T* w, const T* bias, int64_t
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::L;
   constexpr int64_t dp = NV * L;
-  const bool padded = d != dp;
   V wt[dp];  // wt[i][o] = w[o][i]
   for (int64_t i = 0; i < dp; ++i) {
     wt[i] = V{};
@@ -206,15 +211,11 @@ void ChunkK(int kind, const T* x, const T* y, const T* w, const T* bias, int64_t
   }
   V b{};
   for (int64_t o = 0; o < k && bias; ++o) b[o] = bias[o];
-  std::vector<T> scratch(padded ? kBlock * dp : 0, T(0));
+  std::vector<T> scratch(d != dp ? kBlock * dp : 0, T(0));
   std::vector<T> z(kBlock * k), r(kBlock * k);
   for (int64_t i0 = lo; i0 < hi; i0 += kBlock) {
     const int64_t m = std::min(kBlock, hi - i0);
-    const T* xb = x + i0 * d;
-    if (padded) {
-      for (int64_t j = 0; j < m; ++j) std::memcpy(&scratch[j * dp], xb + j * d, d * sizeof(T));
-      xb = scratch.data();
-    }
+    const T* xb = BlockRows(x, i0, m, d, dp, scratch);
     int64_t j = 0;
     for (; j + 4 <= m; j += 4) {  // four rows at a time: four independent sums
       const T* r0 = xb + j * dp;
