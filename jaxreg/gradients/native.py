@@ -124,9 +124,7 @@ def plan(objective: Any, params: Any, x: Any, y: Any) -> bool:
 
 def value_and_grad(objective: Any, params: Any, x: Any, y: Any):
     """The value and gradient from the kernel (call only where `plan` is True)."""
-    got = status()  # loads and registers the kernel on a process's first call (cached)
-    if not got.available:
-        raise RuntimeError(f"the one-pass kernel is not available: {got.detail}")
+    _require()
     decl, _, reduction = objective.separable()
     kind = _KINDS[(objective.model, decl.elementwise)]
     w, b = params.weight, params.bias
@@ -162,13 +160,18 @@ def gather_rows(arrays: list[Any], idx: Any) -> list[Any]:
     row by row with the next rows prefetched: the same arrays as XLA's gather, bit for bit,
     and faster for random rows of a large array (benchmarks/NOTES.md, "Mini-batch rows").
     Call only where `gather_plan` is True."""
-    got = status()
-    if not got.available:
-        raise RuntimeError(f"the one-pass kernel is not available: {got.detail}")
+    _require()
     b = jnp.shape(idx)[0]
     shapes = tuple(jax.ShapeDtypeStruct((b, *jnp.shape(a)[1:]), jnp.result_type(a)) for a in arrays)
     call = jax.ffi.ffi_call(_GATHER, shapes, vmap_method="sequential")
     return list(call(idx, *arrays))
+
+
+def _require() -> None:
+    """Load and register the kernel (a process's first call; cached), or say why not."""
+    got = status()
+    if not got.available:
+        raise RuntimeError(f"the one-pass kernel is not available: {got.detail}")
 
 
 @functools.cache
