@@ -25,7 +25,15 @@ import jax
 
 from jaxreg.gradients import gram, native, plain, xla_cpu
 
-__all__ = ["HOST_SORT_MIN_N", "Formulation", "backend_of", "host_shuffle", "pack_carry", "select"]
+__all__ = [
+    "HOST_SORT_MIN_N",
+    "Formulation",
+    "backend_of",
+    "host_shuffle",
+    "pack_carry",
+    "row_gather",
+    "select",
+]
 
 # From this many rows up, the CPU backend sorts a shuffle's random keys with NumPy on the
 # host (`jaxreg.loop.batches.epoch_permutation(..., on_host=True)`, the same order): the
@@ -72,6 +80,13 @@ def host_shuffle(backend: str, n: int) -> bool:
     """Whether the training loop's shuffle of n rows sorts on the host (same order; XLA:CPU's
     sort is slow, an accelerator's is fast and a host round trip is not free)."""
     return backend == "cpu" and n >= HOST_SORT_MIN_N
+
+
+def row_gather(arrays: list[Any], backend: str) -> Callable[[list[Any], Any], list[Any]] | None:
+    """How a mini-batch's random rows of `arrays` are taken: the native gather
+    (`native.gather_rows(arrays, idx)`: the same bits, its prefetch overlapping the rows'
+    cache misses) for large data on a single-device CPU backend, else None (XLA's gather)."""
+    return native.gather_rows if native.gather_plan(arrays, backend) else None
 
 
 def pack_carry(backend: str) -> bool:

@@ -17,7 +17,7 @@ against `jax.value_and_grad`), and the transcendental functions of the C library
 math (glibc libmvec: within 4 ulp) instead of XLA's.
 
 The same library has `gather_rows`: a mini-batch's random rows of large data copied with
-the next rows prefetched (`jaxreg.loop.batches.batch_rows_of` takes it from
+the next rows prefetched (`jaxreg.gradients.row_gather` chooses it from
 `GATHER_MIN_BYTES` of data on a single-device CPU backend): XLA's gather's bits, faster.
 
 The kernel is C++ compiled on first use, for this machine (`-march=native`), with the

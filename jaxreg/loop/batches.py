@@ -22,7 +22,6 @@ import numpy as np
 
 from jaxreg import gradients
 from jaxreg.distributed import DataMesh
-from jaxreg.gradients import native
 from jaxreg.loop.spec import LoopSpec
 
 __all__ = [
@@ -117,12 +116,11 @@ def epoch_rows(spec: LoopSpec, n: int, epoch: Any, order: Any, key: Any, *, back
 def batch_rows_of(
     arrays: list[Any], rows: Any, start: Any, size: int, *, where: DataMesh | None, backend: str
 ) -> list[Any]:
-    """`batch_rows` of each array (x, y, sample weights: the same rows of each). Random rows
-    of large data on the CPU backend are copied by `gradients.native.gather_rows` (the same
-    values, its prefetch overlapping the rows' cache misses), where that kernel is
-    available (`native.gather_plan`)."""
-    if rows is not None and where is None and native.gather_plan(arrays, backend):
-        return native.gather_rows(arrays, jax.lax.dynamic_slice_in_dim(rows, start, size))
+    """`batch_rows` of each array (x, y, sample weights: the same rows of each); random rows
+    on one device taken as `gradients.row_gather` chooses for the backend."""
+    gather = None if rows is None or where is not None else gradients.row_gather(arrays, backend)
+    if gather is not None:
+        return gather(arrays, jax.lax.dynamic_slice_in_dim(rows, start, size))
     return [batch_rows(a, rows, start, size, where=where) for a in arrays]
 
 
